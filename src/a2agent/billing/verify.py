@@ -1,0 +1,84 @@
+"""`a2agent db verify`: recompute balances from the ledger and charges from request records."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from a2agent.billing.money import Prices, cost_micro, micro_to_usd
+from a2agent.store.db import Database
+from a2agent.store.models import Account, LedgerEntry, ModelPrice, RequestRecord
+
+
+async def verify(db: Database) -> list[str]:
+    """Every inconsistency found, as one human-readable line each (empty = clean)."""
+    problems: list[str] = []
+    async with db.read_conn() as conn:
+        accounts = {r.id: r for r in (await conn.execute(select(Account.id, Account.email, Account.balance_micro))).all()}
+        running: dict[int, int] = {}
+        charges: dict[str, int] = {}
+        stmt = select(
+            LedgerEntry.id, LedgerEntry.account_id, LedgerEntry.kind, LedgerEntry.amount_micro,
+            LedgerEntry.balance_after, LedgerEntry.request_id,
+        ).order_by(LedgerEntry.id)
+        for eid, account_id, kind, amount, after, request_id in (await conn.execute(stmt)).all():
+            total = running.get(account_id, 0) + amount
+            running[account_id] = total
+            if total != after:
+                problems.append(
+                    f"ledger entry {eid} (account {account_id}): balance_after {micro_to_usd(after)} "
+                    f"but entries sum to {micro_to_usd(total)}"
+                )
+            if kind == "charge":
+                if not request_id:
+                    problems.append(f"ledger entry {eid}: charge without a request id")
+                elif request_id in charges:
+                    problems.append(f"request {request_id}: charged more than once")
+                else:
+                    charges[request_id] = -amount
+        for account_id, acc in accounts.items():
+            total = running.get(account_id, 0)
+            if total != acc.balance_micro:
+                problems.append(
+                    f"account {acc.email}: balance {micro_to_usd(acc.balance_micro)} "
+                    f"but ledger sums to {micro_to_usd(total)}"
+                )
+        prices = {p.id: p for p in (await conn.execute(select(ModelPrice))).all()}
+        records = await conn.stream(
+            select(
+                RequestRecord.id, RequestRecord.model, RequestRecord.price_id,
+                RequestRecord.input_tokens, RequestRecord.output_tokens,
+                RequestRecord.cache_read_tokens, RequestRecord.cache_write_tokens,
+                RequestRecord.cost_micro, RequestRecord.created_at, RequestRecord.settled_at,
+            ).where(RequestRecord.settled_at.is_not(None))
+        )
+        seen: set[str] = set()
+        async for rid, model, price_id, i, o, cr, cw, cost, created, _settled in records:
+            seen.add(rid)
+            p = prices.get(price_id)
+            if p is None:
+                expected = 0
+            else:
+                if p.model_id != model:
+                    problems.append(f"request {rid}: priced with {p.model_id}'s prices, not {model}'s")
+                eff = p.effective_from
+                if eff is not None and created is not None and _naive(eff) > _naive(created):
+                    problems.append(f"request {rid}: price {p.id} was not yet in force at {created}")
+                expected = cost_micro(
+                    Prices(p.input_micro, p.output_micro, p.cache_read_micro, p.cache_write_micro), i, o, cr, cw
+                )
+            if expected != cost:
+                problems.append(
+                    f"request {rid}: cost {micro_to_usd(cost)} but tokens x price = {micro_to_usd(expected)}"
+                )
+            charged = charges.get(rid, 0)
+            if charged != cost:
+                problems.append(
+                    f"request {rid}: cost {micro_to_usd(cost)} but ledger charged {micro_to_usd(charged)}"
+                )
+        for rid in charges.keys() - seen:
+            problems.append(f"charge for request {rid} has no settled request record")
+    return problems
+
+
+def _naive(value):  # type: ignore[no-untyped-def]
+    return value.replace(tzinfo=None) if getattr(value, "tzinfo", None) else value

@@ -1,0 +1,240 @@
+"""Settings: environment variables over an optional TOML file, validated into one typed object.
+
+Every setting has an environment variable ``A2AGENT_<NAME>`` and a TOML key ``<name>``
+(lower case, at the top level of the file). The environment wins over the file. A bad value
+raises :class:`ConfigError` whose message is one line naming the setting and the problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+ENV_PREFIX = "A2AGENT_"
+
+
+class ConfigError(ValueError):
+    """A setting has a bad value; ``str(err)`` is one line naming it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("./.a2agent")
+    database_url: str = ""  # filled in: sqlite file in data_dir
+    redis_url: str | None = None
+    secret_key: str = ""  # filled in: generated once and kept in data_dir
+    public_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    log_level: str = "info"
+    # API edge
+    max_body_bytes: int = 32 * 1024 * 1024
+    # accounts and billing
+    signup_enabled: bool = True
+    account_max_concurrency: int = 64  # 0 = unlimited
+    default_rpm: int = 0  # requests per minute per key and per account; 0 = unlimited
+    default_tpm: int = 0  # tokens per minute per key and per account; 0 = unlimited
+    disconnect_drain_seconds: float = 10.0
+    shutdown_grace_seconds: float = 30.0
+    # upstream defaults (channels may override)
+    upstream_connect_timeout: float = 10.0
+    upstream_first_byte_timeout: float = 120.0
+    upstream_idle_timeout: float = 120.0
+    upstream_total_timeout: float = 900.0
+    upstream_max_response_bytes: int = 64 * 1024 * 1024
+    max_attempts: int = 3
+    # local model
+    local_model: bool = True
+    local_model_port: int = 0  # 0 = pick a free loopback port
+    local_model_input_price: float = 0.0  # USD per 1M tokens
+    local_model_output_price: float = 0.0
+    local_model_queue: int = 4
+    # db pool (PostgreSQL)
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def _env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+_WANT = {"bool": "true or false", "int": "an integer", "float": "a number"}
+
+
+def _coerce(name: str, raw: Any, kind: str) -> Any:
+    label = _env_name(name)
+    try:
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            low = str(raw).strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind in ("int", "float"):
+            if isinstance(raw, bool):
+                raise ValueError
+            return (int if kind == "int" else float)(str(raw).strip())
+    except (TypeError, ValueError):
+        raise ConfigError(f"{label}: expected {_WANT[kind]}, got {raw!r}") from None
+    if kind == "Path":
+        return Path(str(raw)).expanduser()
+    if not isinstance(raw, str):
+        raise ConfigError(f"{label}: expected a string, got {raw!r}")
+    return raw
+
+
+def _field_kind(name: str) -> str:
+    annotation = _FIELDS[name].type
+    text = annotation if isinstance(annotation, str) else annotation.__name__
+    return text.split("|")[0].strip()
+
+
+def normalize_database_url(url: str) -> str:
+    """Map plain URLs to the async drivers the app uses; reject what we cannot serve."""
+    label = _env_name("database_url")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("sqlite", "sqlite+aiosqlite"):
+        if not url.split(":", 1)[1].startswith("///"):
+            raise ConfigError(f"{label}: SQLite URLs look like sqlite:///path/to/file.db, got {url!r}")
+        return "sqlite+aiosqlite:" + url.split(":", 1)[1]
+    if scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
+        if not parts.hostname and "host=" not in parts.query:
+            raise ConfigError(f"{label}: PostgreSQL URL has no host: {url!r}")
+        return "postgresql+asyncpg:" + url.split(":", 1)[1]
+    raise ConfigError(
+        f"{label}: unsupported scheme {scheme or '(none)'!r}; use sqlite:///FILE or postgresql://HOST/DB"
+    )
+
+
+def _check(settings: Settings) -> None:
+    def bad(name: str, why: str) -> ConfigError:
+        return ConfigError(f"{_env_name(name)}: {why}")
+
+    if not 0 < settings.port < 65536:
+        raise bad("port", f"must be between 1 and 65535, got {settings.port}")
+    if settings.workers < 1:
+        raise bad("workers", f"must be at least 1, got {settings.workers}")
+    if settings.max_body_bytes < 1024:
+        raise bad("max_body_bytes", f"must be at least 1024, got {settings.max_body_bytes}")
+    for name in ("account_max_concurrency", "default_rpm", "default_tpm", "local_model_queue"):
+        if getattr(settings, name) < 0:
+            raise bad(name, f"must not be negative, got {getattr(settings, name)}")
+    for name in (
+        "upstream_connect_timeout",
+        "upstream_first_byte_timeout",
+        "upstream_idle_timeout",
+        "upstream_total_timeout",
+    ):
+        if getattr(settings, name) <= 0:
+            raise bad(name, f"must be a positive number of seconds, got {getattr(settings, name)}")
+    if settings.local_model_input_price < 0 or settings.local_model_output_price < 0:
+        raise bad("local_model_input_price", "prices must not be negative")
+    if settings.redis_url is not None:
+        scheme = urlsplit(settings.redis_url).scheme
+        if scheme not in ("redis", "rediss", "unix"):
+            raise bad("redis_url", f"expected redis://HOST:PORT/DB, got {settings.redis_url!r}")
+    if settings.public_url is not None:
+        parts = urlsplit(settings.public_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise bad("public_url", f"expected an http(s) URL, got {settings.public_url!r}")
+    if settings.log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise bad("log_level", f"expected debug, info, warning or error, got {settings.log_level!r}")
+
+
+def _ensure_secret(data_dir: Path) -> str:
+    path = data_dir / "secret_key"
+    if path.exists():
+        value = path.read_text().strip()
+        if len(value) >= 32:
+            return value
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    os.chmod(path, 0o600)
+    return value
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    materialize: bool = True,
+) -> Settings:
+    """Build settings from (lowest to highest) defaults, TOML file, environment, overrides.
+
+    ``materialize`` creates the data directory and the secret key file when needed.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    path = config_file or env.get(ENV_PREFIX + "CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"A2AGENT_CONFIG: file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"A2AGENT_CONFIG: {path} is not valid TOML: {exc}") from None
+        for key, raw in data.items():
+            name = key.lower()
+            if name not in _FIELDS:
+                raise ConfigError(f"A2AGENT_CONFIG: unknown setting {key!r} in {path}")
+            values[name] = _coerce(name, raw, _field_kind(name))
+    for name in _FIELDS:
+        raw = env.get(_env_name(name))
+        if raw is not None and raw != "":
+            values[name] = _coerce(name, raw, _field_kind(name))
+    for name, raw in (overrides or {}).items():
+        if raw is not None:
+            values[name] = raw
+    settings = Settings(**values)
+    data_dir = settings.data_dir
+    db_url = settings.database_url or f"sqlite:///{(data_dir / 'a2agent.db').resolve()}"
+    settings = settings.replace(database_url=normalize_database_url(db_url))
+    if not settings.secret_key:
+        if materialize:
+            settings = settings.replace(secret_key=_ensure_secret(data_dir))
+        else:
+            settings = settings.replace(secret_key="unset-" + "x" * 32)
+    elif len(settings.secret_key) < 16:
+        raise ConfigError("A2AGENT_SECRET_KEY: must be at least 16 characters")
+    _check(settings)
+    if materialize:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+__all__ = ["ConfigError", "Settings", "load_settings", "normalize_database_url"]

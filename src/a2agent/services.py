@@ -1,0 +1,31 @@
+"""The service container: one per process (or per test), no module-level state."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from a2agent.auth.accounts import Accounts
+from a2agent.auth.keys import KeyHasher
+from a2agent.billing.ledger import Ledger
+from a2agent.config import Settings
+from a2agent.routing.catalog import Catalog
+from a2agent.store.db import Database
+
+
+class Services:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = Database(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
+        self.hasher = KeyHasher(settings.secret_key)
+        self.accounts = Accounts(self.db, self.hasher)
+        self.catalog = Catalog(self.db)
+        self.ledger = Ledger(self.db, self.hasher)
+        self.instance_id = f"{socket.gethostname()}:{settings.port}:{os.getpid()}"
+
+    async def close(self) -> None:
+        await self.db.dispose()

@@ -23,12 +23,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._json import dumps
+from ._json import arguments_from_input
 from .errors import TranslationError
 from .ids import new_call_id
 from .toolnames import openai_tool_name
 
-RAW_ARGUMENTS_KEY = "_raw_arguments"
 TOOL_ERROR_PREFIX = "Error: "
 
 
@@ -160,14 +159,6 @@ def user_messages(content: Any, where: str) -> list[dict[str, Any]]:
     return out
 
 
-def _arguments(tool_input: Any) -> str:
-    if isinstance(tool_input, dict) and set(tool_input) == {RAW_ARGUMENTS_KEY}:
-        raw = tool_input[RAW_ARGUMENTS_KEY]
-        if isinstance(raw, str):  # round trip of arguments that were not valid JSON
-            return raw
-    return dumps(tool_input if tool_input is not None else {})
-
-
 def _tool_call(block: dict[str, Any], where: str) -> dict[str, Any]:
     name = block.get("name")
     if not isinstance(name, str) or not name:
@@ -176,7 +167,7 @@ def _tool_call(block: dict[str, Any], where: str) -> dict[str, Any]:
     return {
         "id": call_id,
         "type": "function",
-        "function": {"name": openai_tool_name(name), "arguments": _arguments(block.get("input"))},
+        "function": {"name": openai_tool_name(name), "arguments": arguments_from_input(block.get("input"))},
     }
 
 

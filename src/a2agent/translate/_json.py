@@ -36,3 +36,34 @@ def is_complete_object(text: str) -> bool:
         return isinstance(loads(stripped), dict)
     except ValueError:
         return False
+
+
+# Tool-call arguments ---------------------------------------------------------
+#
+# OpenAI carries tool arguments as JSON *text*, Anthropic as a JSON *object*.
+# Text that is not a JSON object (truncated or malformed model output) is kept,
+# not lost, as {"_raw_arguments": text}; the way back restores the same text.
+
+RAW_ARGUMENTS_KEY = "_raw_arguments"
+
+
+def input_from_arguments(arguments: Any) -> dict[str, Any]:
+    """OpenAI ``function.arguments`` → Anthropic ``tool_use.input`` (always an object)."""
+    if isinstance(arguments, dict):
+        return arguments
+    if not isinstance(arguments, str) or not arguments.strip():
+        return {}
+    try:
+        parsed = loads(arguments)
+    except ValueError:
+        parsed = None
+    return parsed if isinstance(parsed, dict) else {RAW_ARGUMENTS_KEY: arguments}
+
+
+def arguments_from_input(tool_input: Any) -> str:
+    """Anthropic ``tool_use.input`` → OpenAI ``function.arguments`` text."""
+    if isinstance(tool_input, dict) and set(tool_input) == {RAW_ARGUMENTS_KEY}:
+        raw = tool_input[RAW_ARGUMENTS_KEY]
+        if isinstance(raw, str):
+            return raw
+    return dumps(tool_input if tool_input is not None else {})

@@ -28,8 +28,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from ._a2o_content import RAW_ARGUMENTS_KEY, assistant_message, plain_text, user_messages
-from ._json import loads
+from ._a2o_content import assistant_message, plain_text, user_messages
+from ._json import input_from_arguments
 from .chat_stream_to_messages import ChatStreamToMessages
 from .errors import TranslationError
 from .ids import new_message_id, new_tool_use_id
@@ -221,24 +221,6 @@ def _user(body: dict[str, Any], out: dict[str, Any]) -> None:
 # -------------------------------------------------------------------------- response
 
 
-def tool_input_from_arguments(arguments: Any) -> dict[str, Any]:
-    """OpenAI ``function.arguments`` → Anthropic ``tool_use.input`` (always an object).
-
-    Empty → ``{}``. Text that is not a JSON object is kept, not lost, as
-    ``{"_raw_arguments": text}``; the OpenAI-bound translator turns that back
-    into the same text, so a round trip is lossless.
-    """
-    if isinstance(arguments, dict):
-        return arguments
-    if not isinstance(arguments, str) or not arguments.strip():
-        return {}
-    try:
-        parsed = loads(arguments)
-    except ValueError:
-        parsed = None
-    return parsed if isinstance(parsed, dict) else {RAW_ARGUMENTS_KEY: arguments}
-
-
 def _message_text(message: dict[str, Any]) -> str:
     content = message.get("content")
     if isinstance(content, list):  # some upstreams answer with content parts
@@ -265,7 +247,7 @@ def _tool_use_blocks(message: dict[str, Any], tool_name_map: dict[str, str] | No
                 "type": "tool_use",
                 "id": call_id if isinstance(call_id, str) and call_id else new_tool_use_id(),
                 "name": original_tool_name(str(function.get("name") or ""), tool_name_map),
-                "input": tool_input_from_arguments(function.get("arguments")),
+                "input": input_from_arguments(function.get("arguments")),
             }
         )
     return blocks

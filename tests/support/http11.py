@@ -269,8 +269,12 @@ class Connection(asyncio.Protocol):
             self.write(b"%x\r\n%s\r\n" % (len(data), data))
             await self.drain()
 
-    def end_chunked(self) -> None:
-        self.write(b"0\r\n\r\n")
+    def end_chunked(self, last: bytes = b"") -> None:
+        """Terminate the chunked body, with ``last`` as a final data chunk in the SAME
+        write: clients that stop reading at ``[DONE]`` / ``message_stop`` then also
+        get the terminator and can return the connection to their pool."""
+        head = b"%x\r\n%s\r\n" % (len(last), last) if last else b""
+        self.write(head + b"0\r\n\r\n")
 
     async def sleep(self, seconds: float) -> bool:
         """Sleep, but wake early if the client disconnects.  True = still connected."""

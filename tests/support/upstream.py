@@ -375,8 +375,8 @@ class ScriptedUpstream:
             and endpoint in (CHAT, MESSAGES)
             and self.require_api_key is None
         ):
+            rec.completed, rec.outcome = True, "ok"  # (set before writing: the client may look at once)
             conn.write(self._fast_nonstream(endpoint, parsed, model or "unknown", hexid, req.keep_alive))
-            rec.completed, rec.outcome = True, "ok"
             return
 
         # ---- pre-response faults ------------------------------------------
@@ -384,8 +384,8 @@ class ScriptedUpstream:
             self._disconnected(rec)
             return
         if s.reset_before_headers:
-            conn.abort()
             rec.outcome = "reset"
+            conn.abort()
             return
         if self.require_api_key is not None and not self._authorized(req.headers):
             self._send_error(conn, rec, anthropic, 401, None, base_headers, "req_" + hexid)
@@ -395,8 +395,8 @@ class ScriptedUpstream:
             headers.append(("retry-after", str(s.retry_after)))
         if s.status is not None and s.status >= 300:
             if s.raw_body is not None:
-                conn.send(s.status, headers + [("content-type", _JSON_CT)], _raw_bytes(s.raw_body))
                 rec.completed, rec.outcome = True, "error_status"
+                conn.send(s.status, headers + [("content-type", _JSON_CT)], _raw_bytes(s.raw_body))
             else:
                 self._send_error(conn, rec, anthropic, s.status, s, headers, "req_" + hexid)
             return
@@ -499,8 +499,8 @@ class ScriptedUpstream:
         body = wa.error_body(status, s, request_id) if anthropic else wo.error_body(status, s)
         if anthropic:
             headers = headers + [("x-should-retry", "true" if status in (408, 409, 429) or status >= 500 else "false")]
-        conn.send(status, headers + [("content-type", _JSON_CT)], orjson.dumps(body))
         rec.completed, rec.outcome = True, "error_status"
+        conn.send(status, headers + [("content-type", _JSON_CT)], orjson.dumps(body))
 
     async def _send_body(
         self, conn: Connection, rec: RecordedRequest, s: Script, status: int, headers: list, body: bytes
@@ -509,8 +509,8 @@ class ScriptedUpstream:
         reset = fault_position(s.reset_mid_stream) is not None
         truncated = fault_position(s.truncated_sse) is not None
         if not (reset or truncated or s.stall_mid_stream):
-            conn.send(status, headers, body)
             rec.completed, rec.outcome = True, "ok"
+            conn.send(status, headers, body)
             return
         half = len(body) // 2
         conn.write(build_head(status, headers + [("content-length", str(len(body)))]) + body[:half])
@@ -519,16 +519,16 @@ class ScriptedUpstream:
             return
         if reset:
             await conn.sleep(0.02)  # let the client read the partial body first
-            conn.abort()
             rec.outcome = "reset"
+            conn.abort()
             return
         if truncated:
+            rec.outcome = "truncated"
             conn.must_close = True
             conn.close()
-            rec.outcome = "truncated"
             return
-        conn.write(body[half:])
         rec.completed, rec.outcome = True, "ok"
+        conn.write(body[half:])
 
     async def _send_stream(
         self,
@@ -553,22 +553,22 @@ class ScriptedUpstream:
                 return
             if i == reset_k:
                 await conn.sleep(0.02)  # let the client read what was sent
-                conn.abort()
                 rec.outcome = "reset"
+                conn.abort()
                 return
             if i == err_k:
-                await conn.write_chunk(wo.error_frame(s) if endpoint == CHAT else wa.error_frame(s))
-                conn.end_chunked()
                 rec.completed, rec.outcome = True, "error_event"
+                conn.end_chunked(wo.error_frame(s) if endpoint == CHAT else wa.error_frame(s))
                 return
             if i == trunc_k:
                 frame = frames[i] if i < n else b'data: {"truncated'
-                await conn.write_chunk(frame[: max(1, len(frame) // 2)])
-                conn.end_chunked()
                 rec.completed, rec.outcome = True, "truncated"
+                conn.end_chunked(frame[: max(1, len(frame) // 2)])
                 return
             if i == n:
-                break
+                rec.completed, rec.outcome = True, "ok"
+                conn.end_chunked()
+                return
             if i > 0 and s.chunk_delay and not await conn.sleep(s.chunk_delay):
                 self._disconnected(rec)
                 return
@@ -580,11 +580,12 @@ class ScriptedUpstream:
                 cut = max(1, len(frame) // 2)
                 await conn.write_chunk(frame[:cut])
                 await asyncio.sleep(0.001)
-                await conn.write_chunk(frame[cut:])
-            else:
-                await conn.write_chunk(frame)
-        conn.end_chunked()
-        rec.completed, rec.outcome = True, "ok"
+                frame = frame[cut:]
+            if i == n - 1 and i + 1 not in (stall_k, reset_k, err_k, trunc_k):
+                rec.completed, rec.outcome = True, "ok"
+                conn.end_chunked(frame)  # last event + terminator in one write
+                return
+            await conn.write_chunk(frame)
 
     def _disconnected(self, rec: RecordedRequest) -> None:
         rec.client_disconnected = True

@@ -1,0 +1,271 @@
+"""The data plane's HTTP edge: authentication, body limits, validation, error envelopes.
+
+No business rules here: admission lives in billing/, routing and relaying in routing/.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from a2agent.api.errors import ANTHROPIC, OPENAI, ApiError, error_response
+from a2agent.auth.accounts import KeyPrincipal
+from a2agent.routing.relay import RequestContext
+
+MODELS_HINT = "List the models you can use with GET /v1/models."
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(12)
+
+
+def presented_key(request: Request) -> str:
+    auth = request.headers.get("authorization")
+    if auth is not None:
+        scheme, _, token = auth.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "Malformed Authorization header: use 'Authorization: Bearer <key>'.",
+                           code="invalid_api_key")
+        return token.strip()
+    key = request.headers.get("x-api-key")
+    if key is not None and key.strip():
+        return key.strip()
+    raise ApiError(401, "Missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
+                   code="missing_api_key")
+
+
+async def authenticate(request: Request) -> KeyPrincipal:
+    gw = request.app.state.gateway
+    principal = await gw.services.accounts.authenticate(presented_key(request))
+    if principal is None:
+        raise ApiError(401, "Invalid API key: it is unknown or has been deleted.", code="invalid_api_key")
+    return principal
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"Request body too large: the limit is {limit} bytes.", code="request_too_large")
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"Request body too large: the limit is {limit} bytes.",
+                           code="request_too_large")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def parse_json(raw: bytes) -> dict[str, Any]:
+    if not raw.strip():
+        raise ApiError(400, "Request body is empty: send a JSON object.", code="invalid_json")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"Request body is not valid JSON: {exc}.", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "Request body must be a JSON object.", code="invalid_json")
+    return body
+
+
+def _require(body: dict[str, Any], name: str, kind: type | tuple[type, ...], what: str) -> None:
+    value = body.get(name)
+    if value is None:
+        raise ApiError(400, f"{name}: Field required", param=name, code="missing_required_field")
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise ApiError(400, f"{name}: must be {what}", param=name, code="invalid_type")
+
+
+def validate(body: dict[str, Any], protocol: str) -> None:
+    _require(body, "model", str, "a string")
+    _require(body, "messages", list, "an array of messages")
+    if protocol == ANTHROPIC:
+        _require(body, "max_tokens", int, "an integer")
+        if body["max_tokens"] < 1:
+            raise ApiError(400, "max_tokens: must be at least 1", param="max_tokens")
+    if not body["messages"] and protocol == OPENAI:
+        raise ApiError(400, "messages: must contain at least one message", param="messages")
+    for i, msg in enumerate(body["messages"]):
+        if not isinstance(msg, dict) or not isinstance(msg.get("role"), str):
+            raise ApiError(400, f"messages.{i}: each message needs a 'role'", param=f"messages[{i}]")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise ApiError(400, "stream: must be a boolean", param="stream")
+
+
+def estimate_input_tokens(body: dict[str, Any]) -> int:
+    """Cheap estimate (≈4 characters a token; 1,000 a picture) used before usage is known."""
+    chars = 0
+    images = 0
+
+    def walk(value: Any) -> None:
+        nonlocal chars, images
+        if isinstance(value, str):
+            chars += len(value)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        elif isinstance(value, dict):
+            kind = value.get("type")
+            if kind in ("image", "image_url", "input_image", "document"):
+                images += 1
+                return
+            for k, v in value.items():
+                if k not in ("cache_control", "type", "id", "tool_use_id", "signature"):
+                    walk(v)
+
+    walk(body.get("system"))
+    walk(body.get("messages"))
+    walk(body.get("tools"))
+    return max((chars + 3) // 4 + images * 1000, 1)
+
+
+def _caller_headers(request: Request) -> dict[str, str]:
+    h = request.headers
+    out = {}
+    for name in ("anthropic-version", "anthropic-beta"):
+        value = h.get(name)
+        if value:
+            out[name] = value
+    return out
+
+
+async def _relay(request: Request, protocol: str) -> Response:
+    gw = request.app.state.gateway
+    rid = new_request_id()
+    try:
+        principal = await authenticate(request)
+        raw = await read_body(request, gw.settings.max_body_bytes)
+        body = parse_json(raw)
+        validate(body, protocol)
+        gw.admission.check_account(principal)
+        snapshot = await gw.services.catalog.snapshot(principal.catalog_version)
+        entry = snapshot.models.get(body["model"])
+        if entry is None:
+            raise ApiError(404, f"The model '{body['model']}' does not exist or you do not have access "
+                                f"to it. {MODELS_HINT}", code="model_not_found", param="model")
+        release = await gw.admission.admit(principal)
+        ctx = RequestContext(
+            request_id=rid,
+            protocol=protocol,
+            principal=principal,
+            entry=entry,
+            body=body,
+            raw=raw,
+            client_ip=request.client.host if request.client else None,
+            caller_headers=_caller_headers(request),
+            input_estimate=estimate_input_tokens(body),
+        )
+        return await gw.relay.run(ctx, release)
+    except ApiError as err:
+        return error_response(protocol, err, rid)
+
+
+async def chat_completions(request: Request) -> Response:
+    return await _relay(request, OPENAI)
+
+
+async def messages(request: Request) -> Response:
+    return await _relay(request, ANTHROPIC)
+
+
+async def count_tokens(request: Request) -> Response:
+    gw = request.app.state.gateway
+    try:
+        principal = await authenticate(request)
+        raw = await read_body(request, gw.settings.max_body_bytes)
+        body = parse_json(raw)
+        _require(body, "model", str, "a string")
+        _require(body, "messages", list, "an array of messages")
+        snapshot = await gw.services.catalog.snapshot(principal.catalog_version)
+        entry = snapshot.models.get(body["model"])
+        if entry is None:
+            raise ApiError(404, f"The model '{body['model']}' does not exist. {MODELS_HINT}",
+                           code="model_not_found")
+        count = await gw.token_counts.count(entry, body, _caller_headers(request))
+        return Response(orjson.dumps({"input_tokens": count}), media_type="application/json")
+    except ApiError as err:
+        return error_response(ANTHROPIC, err)
+
+
+async def list_models(request: Request) -> Response:
+    gw = request.app.state.gateway
+    anthropic_client = "anthropic-version" in request.headers
+    try:
+        principal = await authenticate(request)
+        snapshot = await gw.services.catalog.snapshot(principal.catalog_version)
+    except ApiError as err:
+        return error_response(ANTHROPIC if anthropic_client else OPENAI, err)
+    data = []
+    for m in sorted(snapshot.models.values(), key=lambda m: m.model_id):
+        if not m.routes:
+            continue
+        created = m.created_at
+        data.append({
+            "id": m.model_id,
+            "object": "model",
+            "created": created,
+            "owned_by": "a2agent",
+            "type": "model",
+            "display_name": m.model_id,
+            "created_at": _iso(created),
+            "context_window": m.context_window,
+        })
+    payload = {
+        "object": "list",
+        "data": data,
+        "has_more": False,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+    }
+    return Response(orjson.dumps(payload), media_type="application/json")
+
+
+def _iso(ts: int) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def key_usage(request: Request) -> Response:
+    gw = request.app.state.gateway
+    try:
+        principal = await authenticate(request)
+    except ApiError as err:
+        return error_response(OPENAI, err)
+    usage = await gw.usage.key_summary(principal.key_id)
+    usage["balance_usd"] = _usd(principal.balance_micro)
+    usage["balance_micro_usd"] = principal.balance_micro
+    return Response(orjson.dumps(usage), media_type="application/json",
+                    headers={"cache-control": "no-store"})
+
+
+def _usd(micro: int) -> str:
+    from a2agent.billing.money import micro_to_usd
+
+    return micro_to_usd(micro)
+
+
+async def ok_probe(request: Request) -> Response:
+    return Response(b"", status_code=200)
+
+
+async def event_logging(request: Request) -> Response:
+    return Response(b"{}", media_type="application/json")
+
+
+routes = [
+    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    Route("/v1/messages", messages, methods=["POST"]),
+    Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
+    Route("/v1/models", list_models, methods=["GET"]),
+    Route("/v1/usage", key_usage, methods=["GET"]),
+    Route("/api/hello", ok_probe, methods=["GET", "HEAD"]),
+    Route("/api/event_logging/batch", event_logging, methods=["POST"]),
+]

@@ -1,0 +1,245 @@
+"""Builds the ASGI app: the data plane (api/), the console, health and metrics; wires services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from typing import Any, AsyncIterator
+
+from sqlalchemy import delete, select
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from a2agent.api import routes as api_routes
+from a2agent.api.errors import ANTHROPIC, OPENAI, ApiError, error_response
+from a2agent.billing.admission import Admission
+from a2agent.billing.usage import UsageQueries
+from a2agent.config import Settings
+from a2agent.observability.metrics import Metrics
+from a2agent.providers.adapters_factory import make_adapter
+from a2agent.providers.tokens import TokenCounts, default_output_counter
+from a2agent.providers.upstream import UpstreamPool
+from a2agent.routing.health import ChannelHealth, Selector
+from a2agent.routing.relay import Relay
+from a2agent.routing.tasks import TaskTracker
+from a2agent.services import Services
+from a2agent.store.models import Instance, utcnow
+
+log = logging.getLogger("a2agent")
+
+HEARTBEAT_SECONDS = 5.0
+DEAD_AFTER_SECONDS = 30.0
+
+
+class Gateway:
+    """Everything one process serves with. Owned by the app; tests build their own."""
+
+    def __init__(self, settings: Settings, services: Services | None = None) -> None:
+        self.settings = settings
+        self.services = services or Services(settings)
+        self.tasks = TaskTracker()
+        self.pool = UpstreamPool(settings)
+        self.health = ChannelHealth()
+        self.selector = Selector(self.health)
+        self.admission = Admission(settings)
+        self.usage = UsageQueries(self.services.db)
+        self.metrics = Metrics()
+        self.token_counts = TokenCounts(self)
+        self.tokenizer: Any = None  # callable str -> int for count_tokens on non-Anthropic channels
+        self.relay = Relay(self.services, self.pool, self.tasks, make_adapter, self.selector, self.health,
+                           self.admission, default_output_counter())
+        self.relay.metrics = self.metrics
+        self.draining = False
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._beat()
+        recovered = await self.recover()
+        if recovered:
+            log.info("settled %d request(s) left pending by a stopped process", recovered)
+        self._heartbeat = asyncio.create_task(self._heartbeat_loop())
+
+    async def recover(self) -> int:
+        """Settle pending records of processes that are gone (dead heartbeat, or a process
+        of this host that no longer exists)."""
+        import os
+        import socket
+
+        host = socket.gethostname()
+        cutoff = utcnow() - dt.timedelta(seconds=DEAD_AFTER_SECONDS)
+        async with self.services.db.read() as s:
+            instances = (await s.execute(select(Instance.id, Instance.heartbeat_at))).all()
+        dead = []
+        for iid, beat in instances:
+            if iid == self.services.instance_id:
+                continue
+            h, _, pid = iid.rpartition(":")
+            same_host = h.split(":")[0] == host
+            gone = same_host and pid.isdigit() and not _pid_alive(int(pid))
+            if gone or beat < cutoff:
+                dead.append(iid)
+        # records without an instance row at all are from processes older than the lease
+        stale = utcnow() - dt.timedelta(seconds=self.settings.upstream_total_timeout
+                                        + self.settings.disconnect_drain_seconds + DEAD_AFTER_SECONDS)
+        n = await self.services.ledger.recover_pending(dead, older_than=stale)
+        if dead:
+            async with self.services.db.write() as s:
+                await s.execute(delete(Instance).where(Instance.id.in_(dead)))
+        _ = os
+        return n
+
+    async def _beat(self) -> None:
+        async with self.services.db.write() as s:
+            row = await s.get(Instance, self.services.instance_id)
+            if row is None:
+                s.add(Instance(id=self.services.instance_id, heartbeat_at=utcnow()))
+            else:
+                row.heartbeat_at = utcnow()
+
+    async def _heartbeat_loop(self) -> None:
+        n = 0
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                await self._beat()
+                n += 1
+                if n % 6 == 0:
+                    await self.recover()
+            except Exception:  # noqa: BLE001 - keep beating; the DB may come back
+                log.warning("heartbeat failed", exc_info=True)
+
+    async def stop(self) -> None:
+        """Graceful: wait for in-flight requests' settlements, then close everything."""
+        self.draining = True
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        finished = await self.tasks.drain(self.settings.shutdown_grace_seconds)
+        if not finished:
+            log.warning("shutdown grace period over with %d task(s) left; they will be recovered",
+                        len(self.tasks))
+            await self.tasks.cancel_all()
+        await self.pool.close()
+        with contextlib.suppress(Exception):
+            async with self.services.db.write() as s:
+                await s.execute(delete(Instance).where(Instance.id == self.services.instance_id))
+        await self.services.close()
+
+
+def _pid_alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    gw: Gateway = request.app.state.gateway
+    if gw.draining:
+        return JSONResponse({"status": "draining"}, status_code=503)
+    if not await gw.services.db.ping():
+        return JSONResponse({"status": "database unreachable"}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+async def metrics(request: Request) -> Response:
+    gw: Gateway = request.app.state.gateway
+    return gw.metrics.render(gw)
+
+
+class ApiErrorMiddleware:
+    """Unknown /v1 paths and unexpected failures answer in the caller's protocol."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if scope["method"] == "HEAD" and path == "/":
+            await Response(b"", 200)(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if started or not path.startswith("/v1"):
+                raise
+            log.exception("unhandled error on %s", path)
+            proto = ANTHROPIC if path.startswith("/v1/messages") else OPENAI
+            await error_response(proto, ApiError(500, "Internal gateway error; the request was not "
+                                                      "charged."))(scope, receive, send)
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    path = request.url.path
+    if path.startswith("/v1"):
+        proto = ANTHROPIC if path.startswith("/v1/messages") else OPENAI
+        status = getattr(exc, "status_code", 404)
+        if status == 405:
+            return error_response(proto, ApiError(405, f"Method {request.method} is not allowed on {path}."))
+        return error_response(proto, ApiError(404, f"Unknown endpoint {path}."))
+    from a2agent.console.web import html_error
+
+    return await html_error(request, exc)
+
+
+def create_app(settings: Settings, gateway: Gateway | None = None, *, console: bool = True) -> Starlette:
+    gw = gateway or Gateway(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gw.start()
+        try:
+            yield
+        finally:
+            await gw.stop()
+
+    routes: list[Any] = [
+        Route("/healthz", healthz, methods=["GET", "HEAD"]),
+        Route("/readyz", readyz, methods=["GET", "HEAD"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        *api_routes.routes,
+    ]
+    if console:
+        from a2agent.console.web import console_routes
+
+        routes.extend(console_routes(gw))
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(ApiErrorMiddleware)],
+        exception_handlers={404: not_found, 405: not_found},
+    )
+    app.state.gateway = gw
+    return app
+
+
+def create_app_from_env() -> Starlette:
+    """Factory for uvicorn workers: settings come from the environment set by `serve`."""
+    from a2agent.config import load_settings
+
+    return create_app(load_settings())

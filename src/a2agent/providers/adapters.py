@@ -1,0 +1,179 @@
+"""Per (caller protocol, upstream protocol) adapters: request body, stream events, responses.
+
+Passthrough adapters forward the upstream's bytes untouched and only read usage out of them;
+translating adapters (see :mod:`a2agent.providers.translating`) run the pure state machines
+of :mod:`a2agent.translate`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from a2agent.api.errors import ANTHROPIC, OPENAI, stream_error_event
+from a2agent.providers.sse import SSEEvent
+from a2agent.translate.usage import Usage, usage_from_anthropic, usage_from_openai
+
+
+class Adapter:
+    """Base: what the relay needs from a protocol pairing."""
+
+    caller: str = OPENAI
+    upstream: str = OPENAI
+    path: str = "/chat/completions"
+
+    def __init__(self, body: dict[str, Any], *, model: str, upstream_model: str, input_estimate: int) -> None:
+        self.body = body
+        self.model = model
+        self.upstream_model = upstream_model
+        self.input_estimate = input_estimate
+        self.usage: Usage | None = None
+        self.output_chars = 0  # characters of generated text/arguments relayed (for estimates)
+        self.completed = False  # the upstream's terminal event was seen
+        self.upstream_error: tuple[str, str] | None = None  # (type, message) of an error event
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.body.get("stream"))
+
+    def request_body(self, raw: bytes) -> bytes:
+        raise NotImplementedError
+
+    def on_event(self, ev: SSEEvent) -> bytes:
+        raise NotImplementedError
+
+    def finish(self) -> bytes:
+        return b""
+
+    def error_bytes(self, err_type: str, message: str) -> bytes:
+        return stream_error_event(self.caller, err_type, message)
+
+    def response(self, data: dict[str, Any], raw: bytes) -> bytes:
+        raise NotImplementedError
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+def _text_len(value: Any) -> int:
+    return len(value) if isinstance(value, str) else 0
+
+
+class OpenAIPassthrough(Adapter):
+    caller = OPENAI
+    upstream = OPENAI
+    path = "/chat/completions"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        opts = self.body.get("stream_options")
+        self.caller_wants_usage = bool(isinstance(opts, dict) and opts.get("include_usage"))
+
+    def request_body(self, raw: bytes) -> bytes:
+        body = self.body
+        changed = False
+        if body.get("model") != self.upstream_model:
+            body = {**body, "model": self.upstream_model}
+            changed = True
+        if self.stream and not self.caller_wants_usage:
+            opts = body.get("stream_options")
+            body = {**body, "stream_options": {**(opts if isinstance(opts, dict) else {}), "include_usage": True}}
+            changed = True
+        return orjson.dumps(body) if changed else raw
+
+    def on_event(self, ev: SSEEvent) -> bytes:
+        data = ev.data
+        if not data:
+            return ev.raw
+        if data == b"[DONE]":
+            self.completed = True
+            return ev.raw
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise MalformedUpstream("upstream sent a malformed stream chunk") from None
+        if not isinstance(chunk, dict):
+            return ev.raw
+        if "error" in chunk and not chunk.get("choices"):
+            err = chunk.get("error") or {}
+            self.upstream_error = (
+                str(err.get("type") or "api_error"),
+                str(err.get("message") or "upstream error"),
+            )
+            return ev.raw
+        choices = chunk.get("choices")
+        if choices:
+            for choice in choices:
+                delta = choice.get("delta") or {}
+                self.output_chars += _text_len(delta.get("content")) + _text_len(
+                    delta.get("reasoning_content")
+                )
+                for tc in delta.get("tool_calls") or ():
+                    fn = tc.get("function") or {}
+                    self.output_chars += _text_len(fn.get("arguments")) + _text_len(fn.get("name"))
+        usage = chunk.get("usage")
+        if usage:
+            self.usage = usage_from_openai(usage)
+            if not choices and not self.caller_wants_usage:
+                return b""  # the usage chunk we asked for on the caller's behalf
+        return ev.raw
+
+    def response(self, data: dict[str, Any], raw: bytes) -> bytes:
+        self.usage = usage_from_openai(data.get("usage"))
+        for choice in data.get("choices") or ():
+            msg = choice.get("message") or {}
+            self.output_chars += _text_len(msg.get("content"))
+        return raw
+
+
+class AnthropicPassthrough(Adapter):
+    caller = ANTHROPIC
+    upstream = ANTHROPIC
+    path = "/v1/messages"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._start_usage: dict[str, Any] = {}
+
+    def request_body(self, raw: bytes) -> bytes:
+        if self.body.get("model") == self.upstream_model:
+            return raw
+        return orjson.dumps({**self.body, "model": self.upstream_model})
+
+    def on_event(self, ev: SSEEvent) -> bytes:
+        name = ev.event
+        if name == "content_block_delta":
+            # cheap length accounting without a full parse of every delta
+            self.output_chars += max(len(ev.data) - 80, 0)
+            return ev.raw
+        if name in ("message_start", "message_delta", "message_stop", "error"):
+            try:
+                data = orjson.loads(ev.data) if ev.data else {}
+            except orjson.JSONDecodeError:
+                raise MalformedUpstream("upstream sent a malformed stream event") from None
+            if name == "message_start":
+                self._start_usage = dict((data.get("message") or {}).get("usage") or {})
+                self.usage = usage_from_anthropic(self._start_usage)
+            elif name == "message_delta":
+                merged = {**self._start_usage, **{k: v for k, v in (data.get("usage") or {}).items() if v is not None}}
+                self.usage = usage_from_anthropic(merged)
+            elif name == "message_stop":
+                self.completed = True
+            else:
+                err = data.get("error") or {}
+                self.upstream_error = (
+                    str(err.get("type") or "api_error"),
+                    str(err.get("message") or "upstream error"),
+                )
+        return ev.raw
+
+    def response(self, data: dict[str, Any], raw: bytes) -> bytes:
+        self.usage = usage_from_anthropic(data.get("usage"))
+        for block in data.get("content") or ():
+            self.output_chars += _text_len(block.get("text"))
+        return raw
+
+
+class MalformedUpstream(Exception):
+    """The upstream's body or stream could not be parsed."""

@@ -1,0 +1,374 @@
+"""The data plane's core: pick a channel, call it (failing over before the first byte),
+stream or return the answer in the caller's protocol, and settle the request exactly once.
+
+Settlement runs in a tracked background task after the last byte was handed to the server,
+so the client never waits on the database; graceful shutdown drains those tasks, and a
+pending record written at admission covers a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable
+
+import orjson
+from starlette.responses import Response, StreamingResponse
+
+from a2agent.api.errors import ANTHROPIC, ApiError, error_response
+from a2agent.auth.accounts import KeyPrincipal
+from a2agent.billing.ledger import Outcome, PendingRequest
+from a2agent.providers.adapters import Adapter, MalformedUpstream
+from a2agent.providers.sse import SSEDecoder
+from a2agent.providers.upstream import UpstreamError, UpstreamPool, UpstreamResponse
+from a2agent.routing.catalog import ModelEntry, Route
+from a2agent.translate.usage import Usage
+
+log = logging.getLogger("a2agent.relay")
+
+RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+
+
+@dataclass
+class RequestContext:
+    request_id: str
+    protocol: str  # the caller's
+    principal: KeyPrincipal
+    entry: ModelEntry
+    body: dict[str, Any]
+    raw: bytes
+    client_ip: str | None
+    caller_headers: dict[str, str]
+    input_estimate: int
+    started: float = field(default_factory=time.perf_counter)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    ttfb_ms: int | None = None
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.body.get("stream"))
+
+    def elapsed_ms(self) -> int:
+        return int((time.perf_counter() - self.started) * 1000)
+
+
+def upstream_error_message(raw: bytes) -> str | None:
+    """The human message inside an upstream error body of either protocol."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        text = raw.decode("utf-8", "replace").strip()
+        return text[:500] or None
+    if isinstance(data, dict):
+        err = data.get("error")
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return err["message"]
+        if isinstance(err, str):
+            return err
+        if isinstance(data.get("message"), str):
+            return data["message"]
+    return None
+
+
+class Relay:
+    def __init__(self, services: Any, pool: UpstreamPool, tasks: Any, adapter_for: Callable[..., Adapter],
+                 selector: Any, health: Any, limiter: Any, token_counter: Any) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.pool = pool
+        self.tasks = tasks
+        self.adapter_for = adapter_for
+        self.selector = selector
+        self.health = health
+        self.limiter = limiter
+        self.token_counter = token_counter
+        self.metrics: Any = None
+
+    # ---- entry point ----------------------------------------------------------------------
+    async def run(self, ctx: RequestContext, release: Callable[[], None]) -> Response:
+        """``release`` frees the admission slot; it is called after settlement."""
+        pending = PendingRequest(
+            ctx.request_id, ctx.principal.account_id, ctx.principal.key_id, ctx.entry.model_id, ctx.entry.prices
+        )
+        try:
+            routes = self.selector.order(ctx.entry)
+            if not routes:
+                raise ApiError(503, f"No upstream channel is available for model {ctx.entry.model_id}.",
+                               err_type="overloaded_error" if ctx.protocol == ANTHROPIC else "api_error")
+            # adapters validate/translate the body first: a 400 must not cost a pending record
+            adapter, route = self.adapter_for(ctx, routes[0]), routes[0]
+            await self.services.ledger.open_request(
+                pending, protocol=ctx.protocol, stream=ctx.stream, client_ip=ctx.client_ip,
+                input_estimate=ctx.input_estimate, instance_id=self.services.instance_id,
+            )
+        except BaseException:
+            release()
+            raise
+        try:
+            resp, adapter, route = await self._connect(ctx, routes, adapter, route)
+        except ApiError as err:
+            self._settle(ctx, pending, Outcome(status="upstream_error", http_status=err.status,
+                                               error_type=err.code or "upstream_error"), release)
+            return error_response(ctx.protocol, err, ctx.request_id)
+        except BaseException:
+            self._settle(ctx, pending, Outcome(status="error", error_type="gateway_error"), release)
+            raise
+        if adapter.stream:
+            return StreamingResponse(
+                self._stream(ctx, pending, adapter, route, resp, release),
+                media_type="text/event-stream",
+                headers={"cache-control": "no-cache", "x-request-id": ctx.request_id, **adapter.headers()},
+            )
+        return await self._complete(ctx, pending, adapter, route, resp, release)
+
+    # ---- connecting, with failover before the first byte ------------------------------------
+    async def _connect(self, ctx: RequestContext, routes: list[Route], adapter: Adapter,
+                       route: Route) -> tuple[UpstreamResponse, Adapter, Route]:
+        last: ApiError | None = None
+        deadline = time.monotonic() + self.settings.upstream_total_timeout
+        for n, candidate in enumerate(routes[: max(self.settings.max_attempts, 1)]):
+            if n:
+                route, adapter = candidate, self.adapter_for(ctx, candidate)
+            if time.monotonic() >= deadline:
+                break
+            ch = route.channel
+            t0 = time.perf_counter()
+            slot = self.health.acquire(ch)
+            if slot is None:
+                ctx.attempts.append({"channel": ch.name, "outcome": "busy", "latency_ms": 0})
+                last = ApiError(429 if ctx.protocol != ANTHROPIC else 529,
+                                f"All channels for {ctx.entry.model_id} are busy; retry shortly.",
+                                headers={"retry-after": "1"})
+                continue
+            try:
+                resp = await self.pool.post(ch, adapter.path, adapter.request_body(ctx.raw),
+                                            caller_headers=ctx.caller_headers)
+            except UpstreamError as exc:
+                self.health.release(ch, ok=False, latency=time.perf_counter() - t0)
+                ctx.attempts.append({"channel": ch.name, "outcome": exc.kind,
+                                     "latency_ms": int((time.perf_counter() - t0) * 1000)})
+                last = ApiError(504 if exc.is_timeout else 502, f"Upstream {exc.message}.",
+                                code="upstream_timeout" if exc.is_timeout else "upstream_unavailable")
+                continue
+            latency = time.perf_counter() - t0
+            if resp.status < 400:
+                ctx.ttfb_ms = ctx.elapsed_ms()
+                ctx.attempts.append({"channel": ch.name, "outcome": "ok", "latency_ms": int(latency * 1000)})
+                resp.health_slot = (ch, t0)  # type: ignore[attr-defined]
+                return resp, adapter, route
+            err = await self._upstream_status_error(ctx, resp)
+            retryable = resp.status in RETRYABLE_STATUS
+            self.health.release(ch, ok=not retryable, latency=latency,
+                                retry_after=resp.headers.get("retry-after") if resp.status == 429 else None)
+            ctx.attempts.append({"channel": ch.name, "outcome": f"http_{resp.status}",
+                                 "latency_ms": int(latency * 1000)})
+            last = err
+            if not retryable:
+                break
+        assert last is not None
+        raise last
+
+    async def _upstream_status_error(self, ctx: RequestContext, resp: UpstreamResponse) -> ApiError:
+        try:
+            raw = b"".join([c async for c in resp.chunks()])[:65536]
+        except UpstreamError:
+            raw = b""
+        finally:
+            resp.close()
+        message = upstream_error_message(raw) or f"HTTP {resp.status}"
+        headers = {}
+        if resp.status == 429:
+            if ra := resp.headers.get("retry-after"):
+                headers["retry-after"] = ra
+            return ApiError(429, f"Upstream rate limit: {message}", code="upstream_rate_limited", headers=headers)
+        if resp.status >= 500:
+            return ApiError(502, f"Upstream error (HTTP {resp.status}): {message}", code="upstream_error")
+        if resp.status in (401, 403):
+            # the channel's credential was refused: that is our problem, not the caller's key
+            return ApiError(502, f"Upstream refused the gateway's credential (HTTP {resp.status}): {message}",
+                            code="upstream_auth")
+        return ApiError(resp.status, message, code="upstream_" + str(resp.status))
+
+    # ---- non-stream -------------------------------------------------------------------------
+    async def _complete(self, ctx: RequestContext, pending: PendingRequest, adapter: Adapter, route: Route,
+                        resp: UpstreamResponse, release: Callable[[], None]) -> Response:
+        ch = route.channel
+        try:
+            raw = await resp.read()
+            data = orjson.loads(raw)
+            if not isinstance(data, dict):
+                raise MalformedUpstream("upstream answered with JSON that is not an object")
+            body = adapter.response(data, raw)
+        except (UpstreamError, MalformedUpstream, orjson.JSONDecodeError) as exc:
+            resp.close()
+            self._release_channel(resp, ok=False)
+            timeout = isinstance(exc, UpstreamError) and exc.is_timeout
+            msg = exc.message if isinstance(exc, UpstreamError) else str(exc) or "malformed upstream response"
+            err = ApiError(504 if timeout else 502, f"Upstream {msg}.",
+                           code="upstream_timeout" if timeout else "bad_upstream_response")
+            self._settle(ctx, pending, Outcome(status="timeout" if timeout else "upstream_error",
+                                               http_status=err.status, error_type=err.code,
+                                               channel=ch.name, upstream_protocol=ch.protocol), release)
+            return error_response(ctx.protocol, err, ctx.request_id)
+        except BaseException:
+            resp.close()
+            self._release_channel(resp, ok=False)
+            self._settle(ctx, pending, Outcome(status="error", error_type="gateway_error", channel=ch.name,
+                                               upstream_protocol=ch.protocol), release)
+            raise
+        resp.release()
+        self._release_channel(resp, ok=True)
+        usage, source = self._usage(ctx, adapter, completed=True)
+        self._settle(ctx, pending, self._outcome(ctx, route, "ok", 200, usage, source), release)
+        return Response(body, media_type="application/json",
+                        headers={"x-request-id": ctx.request_id, **adapter.headers()})
+
+    # ---- stream -----------------------------------------------------------------------------
+    async def _stream(self, ctx: RequestContext, pending: PendingRequest, adapter: Adapter, route: Route,
+                      resp: UpstreamResponse, release: Callable[[], None]) -> AsyncIterator[bytes]:
+        decoder = SSEDecoder()
+        status, error_type = "ok", None
+        handed_off = False
+        try:
+            try:
+                async for chunk in resp.chunks():
+                    out = b"".join([adapter.on_event(ev) for ev in decoder.feed(chunk)])
+                    if out:
+                        yield out
+                out = b"".join([adapter.on_event(ev) for ev in decoder.flush()])
+                if out:
+                    yield out
+                if adapter.upstream_error is not None:
+                    status, error_type = "upstream_error", adapter.upstream_error[0]
+                    if not adapter.completed:
+                        tail = adapter.finish_error(*adapter.upstream_error) if hasattr(adapter, "finish_error") else b""
+                        if tail:
+                            yield tail
+                elif not adapter.completed:
+                    raise MalformedUpstream("upstream stream ended before it was complete")
+                else:
+                    tail = adapter.finish()
+                    if tail:
+                        yield tail
+            except (UpstreamError, MalformedUpstream) as exc:
+                timeout = isinstance(exc, UpstreamError) and exc.is_timeout
+                status = "timeout" if timeout else "upstream_error"
+                error_type = exc.kind if isinstance(exc, UpstreamError) else "malformed_stream"
+                message = exc.message if isinstance(exc, UpstreamError) else str(exc)
+                err_type = ("timeout_error" if timeout else "api_error") if ctx.protocol == ANTHROPIC else (
+                    "timeout" if timeout else "upstream_error")
+                yield adapter.error_bytes(err_type, f"Upstream {message}; the response is incomplete.")
+        except (asyncio.CancelledError, GeneratorExit):
+            # the client went away mid-stream: read on for the upstream's final usage
+            handed_off = True
+            self.tasks.spawn(self._drain(ctx, pending, adapter, route, resp, decoder, release),
+                             name=f"drain-{ctx.request_id}")
+            raise
+        finally:
+            if not handed_off:
+                ok = status == "ok"
+                resp.close() if not ok else resp.release()
+                self._release_channel(resp, ok=ok or status == "upstream_error" and error_type not in (
+                    "reset", "malformed_stream"))
+                usage, source = self._usage(ctx, adapter, completed=True) if ok else (None, "none")
+                self._settle(ctx, pending, self._outcome(ctx, route, status, 200, usage, source, error_type),
+                             release)
+
+    async def _drain(self, ctx: RequestContext, pending: PendingRequest, adapter: Adapter, route: Route,
+                     resp: UpstreamResponse, decoder: SSEDecoder, release: Callable[[], None]) -> None:
+        try:
+            async with asyncio.timeout(self.settings.disconnect_drain_seconds):
+                async for chunk in resp.chunks():
+                    for ev in decoder.feed(chunk):
+                        adapter.on_event(ev)
+                    if adapter.completed:
+                        break
+        except (TimeoutError, UpstreamError, MalformedUpstream):
+            pass
+        except asyncio.CancelledError:
+            pass
+        finally:
+            resp.close()
+            self._release_channel(resp, ok=True)
+        usage, source = self._usage(ctx, adapter, completed=adapter.completed)
+        source += "_after_disconnect"
+        self._settle(ctx, pending, self._outcome(ctx, route, "client_disconnect", 499, usage, source,
+                                                 "client_disconnect"), release)
+
+    # ---- usage and settlement ---------------------------------------------------------------
+    def _usage(self, ctx: RequestContext, adapter: Adapter, *, completed: bool) -> tuple[Usage, str]:
+        """The upstream's own usage when it reported one; else count what we relayed."""
+        reported = adapter.usage
+        if reported is not None and completed and (reported.output_tokens or reported.input_tokens):
+            return reported, "upstream"
+        counted_output = self.token_counter.output_tokens(adapter, route_channel=None)
+        if reported is not None and (reported.input_tokens or reported.cache_read_tokens):
+            # input known from the upstream (e.g. Anthropic's message_start), output counted
+            return Usage(reported.input_tokens, max(reported.output_tokens, counted_output),
+                         reported.cache_read_tokens, reported.cache_write_tokens), "partial_estimate"
+        return Usage(ctx.input_estimate, counted_output), self.token_counter.source
+
+    def _outcome(self, ctx: RequestContext, route: Route, status: str, http_status: int, usage: Usage | None,
+                 source: str, error_type: str | None = None) -> Outcome:
+        u = usage if status in ("ok", "client_disconnect") and usage is not None else Usage(0, 0)
+        return Outcome(
+            status=status,
+            input_tokens=u.input_tokens,
+            output_tokens=u.output_tokens,
+            cache_read_tokens=u.cache_read_tokens,
+            cache_write_tokens=u.cache_write_tokens,
+            usage_source=source if status in ("ok", "client_disconnect") else "none",
+            http_status=http_status,
+            error_type=error_type,
+            channel=route.channel.name,
+            upstream_protocol=route.channel.protocol,
+            latency_ms=ctx.elapsed_ms(),
+            ttfb_ms=ctx.ttfb_ms,
+            attempts=ctx.attempts,
+        )
+
+    def _release_channel(self, resp: UpstreamResponse, *, ok: bool) -> None:
+        slot = getattr(resp, "health_slot", None)
+        if slot is not None:
+            resp.health_slot = None  # type: ignore[attr-defined]
+            ch, t0 = slot
+            self.health.release(ch, ok=ok, latency=time.perf_counter() - t0)
+
+    def _settle(self, ctx: RequestContext, pending: PendingRequest, outcome: Outcome,
+                release: Callable[[], None]) -> None:
+        if outcome.latency_ms is None:
+            outcome.latency_ms = ctx.elapsed_ms()
+        if not outcome.attempts:
+            outcome.attempts = ctx.attempts
+        self.tasks.spawn(self._settle_task(ctx.principal, pending, outcome, release),
+                         name=f"settle-{ctx.request_id}")
+
+    async def _settle_task(self, principal: KeyPrincipal, pending: PendingRequest, outcome: Outcome,
+                           release: Callable[[], None]) -> None:
+        try:
+            tokens = (outcome.input_tokens + outcome.output_tokens + outcome.cache_read_tokens
+                      + outcome.cache_write_tokens)
+            try:
+                await self.limiter.record_tokens(principal, tokens)
+            except Exception:  # noqa: BLE001 - a limiter outage must not lose the charge
+                log.warning("could not record token usage for rate limits")
+            for attempt in range(5):
+                try:
+                    cost = await self.services.ledger.settle(pending, outcome)
+                    if self.metrics is not None:
+                        self.metrics.settled(pending.model, outcome.status, outcome, cost)
+                    return
+                except Exception:  # noqa: BLE001 - retried, then left for recovery
+                    if attempt == 4:
+                        log.exception("settlement of %s failed; left pending for recovery", pending.request_id)
+                        return
+                    await asyncio.sleep(0.05 * 2**attempt)
+        finally:
+            release()
+
+
+def estimate_chars_tokens(chars: int) -> int:
+    return max(math.ceil(chars / 4), 0)

@@ -28,91 +28,31 @@ import signal
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
-from urllib.parse import parse_qs
 
 import orjson
 
 from . import wire_anthropic as wa
 from . import wire_openai as wo
 from .http11 import Connection, HTTPRequest, HTTPServer, build_head
-from .script import (
-    CHAT,
-    COUNT_TOKENS,
-    DEFAULT_TEXT,
-    EMBEDDINGS,
-    MESSAGES,
-    MODELS,
-    Script,
-    estimate_input_tokens,
-    fault_position,
-    hash_str,
-    resolve_usage,
+from .recording import RecordedRequest, route
+from .responses import (
+    JSON_CT,
+    embeddings,
+    raw_bytes,
+    render_malformed,
+    render_nonstream,
+    render_stream,
+    send_body,
+    send_error,
+    send_stream,
 )
+from .script import CHAT, COUNT_TOKENS, DEFAULT_TEXT, EMBEDDINGS, MESSAGES, MODELS, Script, estimate_input_tokens, resolve_usage
+
+__all__ = ["RecordedRequest", "ScriptedUpstream", "main"]
 
 DEFAULT_MODELS = ["gpt-4o-mini", "claude-sonnet-4-5"]
 _PLACEHOLDER = "Zq9PLACEHOLDERq9Zq9Zq9Zq"  # 24 chars, same width as the id hex
-_SSE_CT = "text/event-stream; charset=utf-8"
-_JSON_CT = "application/json"
-
-
-@dataclass
-class RecordedRequest:
-    """One request received by the fake (control-API calls are not recorded)."""
-
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-    json: Any  # parsed body, None if absent / not JSON
-    time: float  # time.time() when the request was fully read
-    endpoint: Optional[str]  # chat / messages / count_tokens / models / embeddings / None
-    model: Optional[str] = None
-    stream: bool = False
-    script: Optional[Script] = None  # the queued script used (None = default)
-    completed: bool = False  # the response was fully written
-    client_disconnected: bool = False  # the client went away before the response finished
-    outcome: str = "pending"  # ok / error_status / reset / truncated / error_event / disconnected / ...
-
-    @property
-    def query_params(self) -> dict[str, str]:
-        return {k: v[-1] for k, v in parse_qs(self.query, keep_blank_values=True).items()}
-
-    def to_dict(self) -> dict:
-        return {
-            "method": self.method,
-            "path": self.path,
-            "query": self.query,
-            "headers": self.headers,
-            "json": self.json,
-            "body": None if self.json is not None else self.body.decode("utf-8", "replace"),
-            "time": self.time,
-            "endpoint": self.endpoint,
-            "model": self.model,
-            "stream": self.stream,
-            "completed": self.completed,
-            "client_disconnected": self.client_disconnected,
-            "outcome": self.outcome,
-        }
-
-
-def route(method: str, path: str) -> Optional[str]:
-    """Suffix routing, so any base path prefix works (``/v1``, ``/api/v1``...)."""
-    p = path.rstrip("/")
-    if method == "POST":
-        if p.endswith("/chat/completions"):
-            return CHAT
-        if p.endswith("/messages/count_tokens"):
-            return COUNT_TOKENS
-        if p.endswith("/messages"):
-            return MESSAGES
-        if p.endswith("/embeddings"):
-            return EMBEDDINGS
-    elif method == "GET" and p.endswith("/models"):
-        return MODELS
-    return None
 
 
 class ScriptedUpstream:
@@ -361,7 +301,7 @@ class ScriptedUpstream:
 
         if endpoint is None:
             rec.outcome = "error_status"
-            self._send_error(conn, rec, anthropic, 404, None, base_headers, "req_" + hexid)
+            send_error(conn, rec, anthropic, 404, None, base_headers, "req_" + hexid)
             return
         script = self._take_script(endpoint, model, rec)
         rec.script = script
@@ -388,7 +328,7 @@ class ScriptedUpstream:
             conn.abort()
             return
         if self.require_api_key is not None and not self._authorized(req.headers):
-            self._send_error(conn, rec, anthropic, 401, None, base_headers, "req_" + hexid)
+            send_error(conn, rec, anthropic, 401, None, base_headers, "req_" + hexid)
             return
         headers = base_headers + [(k.lower(), str(v)) for k, v in s.headers.items()]
         if s.retry_after is not None:
@@ -396,77 +336,38 @@ class ScriptedUpstream:
         if s.status is not None and s.status >= 300:
             if s.raw_body is not None:
                 rec.completed, rec.outcome = True, "error_status"
-                conn.send(s.status, headers + [("content-type", _JSON_CT)], _raw_bytes(s.raw_body))
+                conn.send(s.status, headers + [("content-type", JSON_CT)], raw_bytes(s.raw_body))
             else:
-                self._send_error(conn, rec, anthropic, s.status, s, headers, "req_" + hexid)
+                send_error(conn, rec, anthropic, s.status, s, headers, "req_" + hexid)
             return
 
         # ---- success responses ------------------------------------------------
         status = s.status or 200
         if endpoint == COUNT_TOKENS:
             usage = resolve_usage(s, parsed, self.default_text)
-            await self._send_body(conn, rec, s, status, headers, orjson.dumps(wa.count_tokens(usage.input_tokens)))
+            await send_body(conn, rec, s, status, headers, orjson.dumps(wa.count_tokens(usage.input_tokens)), self._disconnected)
             return
         if endpoint == MODELS:
             payload = wa.models_list(self.models) if anthropic else wo.models_list(self.models, int(time.time()))
-            await self._send_body(conn, rec, s, status, headers, orjson.dumps(payload))
+            await send_body(conn, rec, s, status, headers, orjson.dumps(payload), self._disconnected)
             return
         if endpoint == EMBEDDINGS:
-            await self._send_body(conn, rec, s, status, headers, orjson.dumps(_embeddings(parsed, model)))
+            await send_body(conn, rec, s, status, headers, orjson.dumps(embeddings(parsed, model)), self._disconnected)
             return
 
         resp_model = s.response_model or model or "unknown"
         if not stream:
             if s.raw_body is not None:
-                body = _raw_bytes(s.raw_body)
+                body = raw_bytes(s.raw_body)
             elif s.malformed_json not in (None, False):
-                body = wo.malformed_body("chatcmpl-" + hexid) if endpoint == CHAT else wa.malformed_body("msg_" + hexid)
+                body = render_malformed(endpoint, hexid)
             else:
-                body = self._render_nonstream(endpoint, s, parsed, resp_model, hexid)
-            await self._send_body(conn, rec, s, status, headers, body)
+                body = render_nonstream(endpoint, s, parsed, resp_model, hexid, self.default_text)
+            await send_body(conn, rec, s, status, headers, body, self._disconnected)
             return
 
-        frames = self._render_stream(endpoint, s, parsed, resp_model, hexid)
-        await self._send_stream(conn, rec, s, status, headers + [("cache-control", "no-cache")], frames, endpoint, hexid)
-
-    # ---- rendering ------------------------------------------------------------
-    def _render_nonstream(self, endpoint: str, s: Script, body: Any, model: str, hexid: str) -> bytes:
-        usage = resolve_usage(s, body, self.default_text)
-        if endpoint == CHAT:
-            obj = wo.completion(
-                s, rid="chatcmpl-" + hexid, created=int(time.time()), model=model, usage=usage, default_text=self.default_text
-            )
-        else:
-            obj = wa.message(s, mid="msg_" + hexid, model=model, usage=usage, default_text=self.default_text)
-        return orjson.dumps(obj)
-
-    def _render_stream(self, endpoint: str, s: Script, body: Any, model: str, hexid: str) -> list[bytes]:
-        if s.raw_frames is not None:
-            frames = [f.encode() if isinstance(f, str) else f for f in s.raw_frames]
-        elif endpoint == CHAT:
-            opts = body.get("stream_options") if isinstance(body, dict) else None
-            include_usage = bool(isinstance(opts, dict) and opts.get("include_usage"))
-            frames = wo.stream_frames(
-                s,
-                rid="chatcmpl-" + hexid,
-                created=int(time.time()),
-                model=model,
-                usage=resolve_usage(s, body, self.default_text),
-                default_text=self.default_text,
-                include_usage=include_usage,
-            )
-        else:
-            frames = wa.stream_frames(
-                s, mid="msg_" + hexid, model=model, usage=resolve_usage(s, body, self.default_text), default_text=self.default_text
-            )
-        k = fault_position(s.malformed_json)
-        if k is not None and k < len(frames):
-            frames[k] = wo.malformed_frame("chatcmpl-" + hexid) if endpoint == CHAT else wa.malformed_frame()
-        k = fault_position(s.unknown_event)
-        if k is not None:
-            extra = wo.unknown_frames("chatcmpl-" + hexid, int(time.time()), model) if endpoint == CHAT else wa.unknown_frames()
-            frames[k:k] = extra
-        return frames
+        frames = render_stream(endpoint, s, parsed, resp_model, hexid, self.default_text)
+        await send_stream(conn, rec, s, status, headers, frames, endpoint, self._disconnected)
 
     def _fast_nonstream(self, endpoint: str, body: Any, model: str, hexid: str, keep_alive: bool) -> bytes:
         input_tokens = estimate_input_tokens(body)
@@ -476,116 +377,14 @@ class ScriptedUpstream:
         if parts is None:
             if len(self._fast_cache) > 4096:
                 self._fast_cache.clear()
-            headers = [("content-type", _JSON_CT), ("request-id", "req_" + _PLACEHOLDER), ("x-request-id", "req_" + _PLACEHOLDER)]
+            headers = [("content-type", JSON_CT), ("request-id", "req_" + _PLACEHOLDER), ("x-request-id", "req_" + _PLACEHOLDER)]
             if not keep_alive:
                 headers.append(("connection", "close"))
-            payload = self._render_nonstream(endpoint, Script(), body, model, _PLACEHOLDER)
+            payload = render_nonstream(endpoint, Script(), body, model, _PLACEHOLDER, self.default_text)
             whole = build_head(200, headers + [("content-length", str(len(payload)))]) + payload
             parts = tuple(whole.split(_PLACEHOLDER.encode()))  # 3 holes: 2 header ids + body id
             self._fast_cache[key] = parts  # type: ignore[assignment]
         return hexid.encode().join(parts)
-
-    # ---- writing ---------------------------------------------------------------
-    def _send_error(
-        self,
-        conn: Connection,
-        rec: RecordedRequest,
-        anthropic: bool,
-        status: int,
-        s: Optional[Script],
-        headers: list[tuple[str, str]],
-        request_id: str,
-    ) -> None:
-        body = wa.error_body(status, s, request_id) if anthropic else wo.error_body(status, s)
-        if anthropic:
-            headers = headers + [("x-should-retry", "true" if status in (408, 409, 429) or status >= 500 else "false")]
-        rec.completed, rec.outcome = True, "error_status"
-        conn.send(status, headers + [("content-type", _JSON_CT)], orjson.dumps(body))
-
-    async def _send_body(
-        self, conn: Connection, rec: RecordedRequest, s: Script, status: int, headers: list, body: bytes
-    ) -> None:
-        headers = headers + [("content-type", _JSON_CT)]
-        reset = fault_position(s.reset_mid_stream) is not None
-        truncated = fault_position(s.truncated_sse) is not None
-        if not (reset or truncated or s.stall_mid_stream):
-            rec.completed, rec.outcome = True, "ok"
-            conn.send(status, headers, body)
-            return
-        half = len(body) // 2
-        conn.write(build_head(status, headers + [("content-length", str(len(body)))]) + body[:half])
-        if s.stall_mid_stream and not await conn.sleep(s.stall_mid_stream):
-            self._disconnected(rec)
-            return
-        if reset:
-            await conn.sleep(0.02)  # let the client read the partial body first
-            rec.outcome = "reset"
-            conn.abort()
-            return
-        if truncated:
-            rec.outcome = "truncated"
-            conn.must_close = True
-            conn.close()
-            return
-        rec.completed, rec.outcome = True, "ok"
-        conn.write(body[half:])
-
-    async def _send_stream(
-        self,
-        conn: Connection,
-        rec: RecordedRequest,
-        s: Script,
-        status: int,
-        headers: list,
-        frames: list[bytes],
-        endpoint: str,
-        hexid: str,
-    ) -> None:
-        conn.start_chunked(status, headers + [("content-type", _SSE_CT)])
-        reset_k = fault_position(s.reset_mid_stream)
-        trunc_k = fault_position(s.truncated_sse)
-        err_k = fault_position(s.error_event_mid_stream)
-        stall_k = s.stall_after if s.stall_mid_stream else None
-        n = len(frames)
-        for i in range(n + 1):
-            if i == stall_k and not await conn.sleep(s.stall_mid_stream):
-                self._disconnected(rec)
-                return
-            if i == reset_k:
-                await conn.sleep(0.02)  # let the client read what was sent
-                rec.outcome = "reset"
-                conn.abort()
-                return
-            if i == err_k:
-                rec.completed, rec.outcome = True, "error_event"
-                conn.end_chunked(wo.error_frame(s) if endpoint == CHAT else wa.error_frame(s))
-                return
-            if i == trunc_k:
-                frame = frames[i] if i < n else b'data: {"truncated'
-                rec.completed, rec.outcome = True, "truncated"
-                conn.end_chunked(frame[: max(1, len(frame) // 2)])
-                return
-            if i == n:
-                rec.completed, rec.outcome = True, "ok"
-                conn.end_chunked()
-                return
-            if i > 0 and s.chunk_delay and not await conn.sleep(s.chunk_delay):
-                self._disconnected(rec)
-                return
-            if conn.lost:
-                self._disconnected(rec)
-                return
-            frame = frames[i]
-            if s.fragment_frames and len(frame) > 1:
-                cut = max(1, len(frame) // 2)
-                await conn.write_chunk(frame[:cut])
-                await asyncio.sleep(0.001)
-                frame = frame[cut:]
-            if i == n - 1 and i + 1 not in (stall_k, reset_k, err_k, trunc_k):
-                rec.completed, rec.outcome = True, "ok"
-                conn.end_chunked(frame)  # last event + terminator in one write
-                return
-            await conn.write_chunk(frame)
 
     def _disconnected(self, rec: RecordedRequest) -> None:
         rec.client_disconnected = True
@@ -620,40 +419,12 @@ class ScriptedUpstream:
             elif req.method == "GET" and op == "stats":
                 result = self.stats()
             else:
-                conn.send(404, [("content-type", _JSON_CT)], b'{"error":"unknown control operation"}')
+                conn.send(404, [("content-type", JSON_CT)], b'{"error":"unknown control operation"}')
                 return
         except (ValueError, TypeError) as exc:
-            conn.send(400, [("content-type", _JSON_CT)], orjson.dumps({"error": str(exc)}))
+            conn.send(400, [("content-type", JSON_CT)], orjson.dumps({"error": str(exc)}))
             return
-        conn.send(200, [("content-type", _JSON_CT)], orjson.dumps(result))
-
-
-def _raw_bytes(value: Any) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode()
-    return orjson.dumps(value)
-
-
-def _embeddings(body: Any, model: Optional[str]) -> dict:
-    inputs = body.get("input") if isinstance(body, dict) else None
-    if isinstance(inputs, str) or inputs is None:
-        inputs = [inputs or ""]
-    data = []
-    tokens = 0
-    for i, item in enumerate(inputs):
-        text = item if isinstance(item, str) else orjson.dumps(item).decode()
-        tokens += max(1, len(text) // 4)
-        h = hash_str(text)
-        vec = [((h >> (8 * j)) & 0xFF) / 255.0 - 0.5 for j in range(8)]
-        data.append({"object": "embedding", "index": i, "embedding": vec})
-    return {
-        "object": "list",
-        "data": data,
-        "model": model or "unknown",
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }
+        conn.send(200, [("content-type", JSON_CT)], orjson.dumps(result))
 
 
 def main(argv: Optional[list[str]] = None) -> None:

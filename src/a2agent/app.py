@@ -23,7 +23,7 @@ from a2agent.billing.usage import UsageQueries
 from a2agent.config import Settings
 from a2agent.observability.metrics import Metrics
 from a2agent.providers.adapters_factory import make_adapter
-from a2agent.providers.tokens import TokenCounts, default_output_counter
+from a2agent.providers.tokens import TokenCounters, TokenCounts
 from a2agent.providers.upstream import UpstreamPool
 from a2agent.routing.health import ChannelHealth, Selector
 from a2agent.routing.relay import Relay
@@ -52,8 +52,9 @@ class Gateway:
         self.metrics = Metrics()
         self.token_counts = TokenCounts(self)
         self.tokenizer: Any = None  # callable str -> int for count_tokens on non-Anthropic channels
+        self.counters = TokenCounters()
         self.relay = Relay(self.services, self.pool, self.tasks, make_adapter, self.selector, self.health,
-                           self.admission, default_output_counter())
+                           self.admission, self.counters)
         self.relay.metrics = self.metrics
         self.draining = False
         self._heartbeat: asyncio.Task[None] | None = None

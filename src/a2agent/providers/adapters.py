@@ -30,6 +30,7 @@ class Adapter:
         self.input_estimate = input_estimate
         self.usage: Usage | None = None
         self.output_chars = 0  # characters of generated text/arguments relayed (for estimates)
+        self.text_parts: list[str] = []  # generated text, kept in memory only, for token counting
         self.completed = False  # the upstream's terminal event was seen
         self.upstream_error: tuple[str, str] | None = None  # (type, message) of an error event
 
@@ -58,6 +59,15 @@ class Adapter:
 
 def _text_len(value: Any) -> int:
     return len(value) if isinstance(value, str) else 0
+
+
+def _collect(parts: list[str], *values: Any) -> int:
+    n = 0
+    for v in values:
+        if isinstance(v, str) and v:
+            parts.append(v)
+            n += len(v)
+    return n
 
 
 class OpenAIPassthrough(Adapter):
@@ -106,12 +116,11 @@ class OpenAIPassthrough(Adapter):
         if choices:
             for choice in choices:
                 delta = choice.get("delta") or {}
-                self.output_chars += _text_len(delta.get("content")) + _text_len(
-                    delta.get("reasoning_content")
-                )
+                self.output_chars += _collect(self.text_parts, delta.get("content"),
+                                              delta.get("reasoning_content"))
                 for tc in delta.get("tool_calls") or ():
                     fn = tc.get("function") or {}
-                    self.output_chars += _text_len(fn.get("arguments")) + _text_len(fn.get("name"))
+                    self.output_chars += _collect(self.text_parts, fn.get("name"), fn.get("arguments"))
         usage = chunk.get("usage")
         if usage:
             self.usage = usage_from_openai(usage)
@@ -123,7 +132,10 @@ class OpenAIPassthrough(Adapter):
         self.usage = usage_from_openai(data.get("usage"))
         for choice in data.get("choices") or ():
             msg = choice.get("message") or {}
-            self.output_chars += _text_len(msg.get("content"))
+            self.output_chars += _collect(self.text_parts, msg.get("content"), msg.get("reasoning_content"))
+            for tc in msg.get("tool_calls") or ():
+                fn = tc.get("function") or {}
+                self.output_chars += _collect(self.text_parts, fn.get("name"), fn.get("arguments"))
         return raw
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
@@ -11,17 +11,55 @@ from a2agent.api.errors import ApiError
 from a2agent.providers.upstream import UpstreamError
 
 
-class HeuristicOutputCounter:
-    """≈4 characters a token: used only when the upstream reported no usage."""
-
-    source = "estimate"
-
-    def output_tokens(self, adapter: Any, route_channel: Any = None) -> int:
-        return math.ceil(adapter.output_chars / 4)
+Counter = Callable[[str], int]
 
 
-def default_output_counter() -> HeuristicOutputCounter:
-    return HeuristicOutputCounter()
+def prompt_text(body: dict[str, Any]) -> str:
+    """The text a model reads from a request body of either protocol (for counting only)."""
+    parts: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            parts.append(value)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                if k in ("text", "content", "system", "arguments", "name", "description", "input",
+                         "parameters", "input_schema", "thinking"):
+                    walk(v if not isinstance(v, dict) else orjson.dumps(v).decode())
+                elif k in ("function", "tool_calls"):
+                    walk(v)
+
+    walk(body.get("system"))
+    walk(body.get("messages"))
+    walk(body.get("tools"))
+    return "\n".join(parts)
+
+
+class TokenCounters:
+    """Per-channel counters for upstreams that do not report usage.
+
+    A registered counter (e.g. the local model's own tokenizer) gives ``counted`` usage; without
+    one, ≈4 characters a token gives an ``estimate``."""
+
+    def __init__(self) -> None:
+        self._by_channel: dict[str, Counter] = {}
+
+    def register(self, channel: str, counter: Counter) -> None:
+        self._by_channel[channel] = counter
+
+    def get(self, channel: str) -> Counter | None:
+        return self._by_channel.get(channel)
+
+    def count(self, channel: str, body: dict[str, Any], output_text: str, output_chars: int,
+              input_estimate: int) -> tuple[int, int, str]:
+        """(input tokens, output tokens, source)."""
+        counter = self._by_channel.get(channel)
+        if counter is None:
+            return input_estimate, math.ceil(output_chars / 4), "estimate"
+        return max(counter(prompt_text(body)), 1), counter(output_text) if output_text else 0, "counted"
 
 
 class TokenCounts:

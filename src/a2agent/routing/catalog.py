@@ -40,6 +40,8 @@ class ChannelInfo:
     total_timeout: float | None
     max_concurrency: int | None
     supports_reasoning: bool
+    max_queue: int | None = None
+    max_response_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ def _channel_info(c: Channel) -> ChannelInfo:
         total_timeout=c.total_timeout,
         max_concurrency=c.max_concurrency,
         supports_reasoning=c.supports_reasoning,
+        max_queue=c.max_queue,
+        max_response_bytes=c.max_response_bytes,
     )
 
 
@@ -192,6 +196,7 @@ class Catalog:
         supports_reasoning: bool = False,
         timeouts: dict[str, float | None] | None = None,
         max_concurrency: int | None = None,
+        max_queue: int | None = None,
     ) -> Channel:
         name = name.strip()
         if not name or len(name) > 64:
@@ -215,6 +220,7 @@ class Catalog:
                 extra_headers=json.dumps(extra_headers) if extra_headers else None,
                 supports_reasoning=supports_reasoning,
                 max_concurrency=max_concurrency,
+                max_queue=max_queue,
                 created_at=utcnow(),
                 **(timeouts or {}),
             )
@@ -226,7 +232,7 @@ class Catalog:
         allowed = {
             "base_url", "api_key", "priority", "weight", "enabled", "extra_headers",
             "connect_timeout", "first_byte_timeout", "idle_timeout", "total_timeout",
-            "max_concurrency", "supports_reasoning",
+            "max_concurrency", "supports_reasoning", "max_queue", "max_response_bytes",
         }  # fmt: skip
         unknown = set(values) - allowed
         if unknown:

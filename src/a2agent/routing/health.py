@@ -8,6 +8,7 @@ An upstream 429's ``Retry-After`` also keeps the channel out until then.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections import deque
@@ -24,6 +25,7 @@ class ChannelState:
     probe_in_flight: bool = False
     in_flight: int = 0
     blocked_until: float = 0.0
+    waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
     outcomes: deque[tuple[float, bool, float]] = field(default_factory=lambda: deque(maxlen=200))
 
     def error_rate(self, window: float = 300.0) -> float | None:
@@ -77,22 +79,50 @@ class ChannelHealth:
             return not st.probe_in_flight
         return True
 
-    def acquire(self, ch: ChannelInfo) -> ChannelState | None:
-        """Take a slot for one attempt, or None when the channel may not be used now."""
+    async def acquire(self, ch: ChannelInfo, queue_timeout: float = 60.0) -> ChannelState | None:
+        """Take a slot for one attempt, or None when the channel may not be used now.
+
+        At ``max_concurrency`` a request waits in a bounded FIFO queue (``max_queue``); when
+        the queue is full, or the wait exceeds ``queue_timeout``, the answer is None."""
         st = self.state(ch)
         if not self.available(ch):
             return None
         if ch.max_concurrency and st.in_flight >= ch.max_concurrency:
-            return None
+            if len(st.waiters) >= (ch.max_queue or 0):
+                return None
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            st.waiters.append(fut)
+            try:
+                await asyncio.wait_for(fut, queue_timeout)
+            except TimeoutError:
+                if fut in st.waiters:
+                    st.waiters.remove(fut)
+                return None
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled() and not self._wake(st):
+                    st.in_flight = max(st.in_flight - 1, 0)  # hand back the slot we were given
+                raise
+            # the releasing request handed its slot over: in_flight was not decremented
+            return st
         if st.state in ("open", "half_open"):
             st.state = "half_open"
             st.probe_in_flight = True
         st.in_flight += 1
         return st
 
+    @staticmethod
+    def _wake(st: ChannelState) -> bool:
+        while st.waiters:
+            fut = st.waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return True
+        return False
+
     def release(self, ch: ChannelInfo, *, ok: bool, latency: float, retry_after: str | None = None) -> None:
         st = self.state(ch)
-        st.in_flight = max(st.in_flight - 1, 0)
+        if not self._wake(st):  # a queued request inherits the slot
+            st.in_flight = max(st.in_flight - 1, 0)
         st.outcomes.append((time.monotonic(), ok, latency))
         if retry_after is not None:
             st.blocked_until = time.monotonic() + _parse_retry_after(retry_after)

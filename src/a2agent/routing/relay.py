@@ -136,7 +136,7 @@ class Relay:
                 break
             ch = route.channel
             t0 = time.perf_counter()
-            slot = self.health.acquire(ch)
+            slot = await self.health.acquire(ch)
             if slot is None:
                 ctx.attempts.append({"channel": ch.name, "outcome": "busy", "latency_ms": 0})
                 last = ApiError(429 if ctx.protocol != ANTHROPIC else 529,
@@ -221,7 +221,7 @@ class Relay:
             raise
         resp.release()
         self._release_channel(resp, ok=True)
-        usage, source = self._usage(ctx, adapter, completed=True)
+        usage, source = self._usage(ctx, adapter, route, completed=True)
         self._settle(ctx, pending, self._outcome(ctx, route, "ok", 200, usage, source), release)
         return Response(body, media_type="application/json",
                         headers={"x-request-id": ctx.request_id, **adapter.headers()})
@@ -273,7 +273,7 @@ class Relay:
                 resp.close() if not ok else resp.release()
                 self._release_channel(resp, ok=ok or status == "upstream_error" and error_type not in (
                     "reset", "malformed_stream"))
-                usage, source = self._usage(ctx, adapter, completed=True) if ok else (None, "none")
+                usage, source = self._usage(ctx, adapter, route, completed=True) if ok else (None, "none")
                 self._settle(ctx, pending, self._outcome(ctx, route, status, 200, usage, source, error_type),
                              release)
 
@@ -293,23 +293,24 @@ class Relay:
         finally:
             resp.close()
             self._release_channel(resp, ok=True)
-        usage, source = self._usage(ctx, adapter, completed=adapter.completed)
+        usage, source = self._usage(ctx, adapter, route, completed=adapter.completed)
         source += "_after_disconnect"
         self._settle(ctx, pending, self._outcome(ctx, route, "client_disconnect", 499, usage, source,
                                                  "client_disconnect"), release)
 
     # ---- usage and settlement ---------------------------------------------------------------
-    def _usage(self, ctx: RequestContext, adapter: Adapter, *, completed: bool) -> tuple[Usage, str]:
+    def _usage(self, ctx: RequestContext, adapter: Adapter, route: Route, *, completed: bool) -> tuple[Usage, str]:
         """The upstream's own usage when it reported one; else count what we relayed."""
         reported = adapter.usage
         if reported is not None and completed and (reported.output_tokens or reported.input_tokens):
             return reported, "upstream"
-        counted_output = self.token_counter.output_tokens(adapter, route_channel=None)
+        counted_in, counted_out, source = self.token_counter.count(
+            route.channel.name, ctx.body, "".join(adapter.text_parts), adapter.output_chars, ctx.input_estimate)
         if reported is not None and (reported.input_tokens or reported.cache_read_tokens):
             # input known from the upstream (e.g. Anthropic's message_start), output counted
-            return Usage(reported.input_tokens, max(reported.output_tokens, counted_output),
-                         reported.cache_read_tokens, reported.cache_write_tokens), "partial_estimate"
-        return Usage(ctx.input_estimate, counted_output), self.token_counter.source
+            return Usage(reported.input_tokens, max(reported.output_tokens, counted_out),
+                         reported.cache_read_tokens, reported.cache_write_tokens), "partial_" + source
+        return Usage(counted_in, counted_out), source
 
     def _outcome(self, ctx: RequestContext, route: Route, status: str, http_status: int, usage: Usage | None,
                  source: str, error_type: str | None = None) -> Outcome:

@@ -104,6 +104,8 @@ class Channel(Base):
     idle_timeout: Mapped[float | None] = mapped_column(Float)
     total_timeout: Mapped[float | None] = mapped_column(Float)
     max_concurrency: Mapped[int | None] = mapped_column(Integer)
+    max_queue: Mapped[int | None] = mapped_column(Integer)  # waiting requests when at max_concurrency
+    max_response_bytes: Mapped[int | None] = mapped_column(BigInteger)
     supports_reasoning: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 10:46:08.942214
+Create Date: 2026-11-28 10:53:00.964371
 """
 
 from alembic import op
@@ -51,6 +51,8 @@ def upgrade() -> None:
     sa.Column('idle_timeout', sa.Float(), nullable=True),
     sa.Column('total_timeout', sa.Float(), nullable=True),
     sa.Column('max_concurrency', sa.Integer(), nullable=True),
+    sa.Column('max_queue', sa.Integer(), nullable=True),
+    sa.Column('max_response_bytes', sa.BigInteger(), nullable=True),
     sa.Column('supports_reasoning', sa.Boolean(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id'),

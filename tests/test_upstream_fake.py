@@ -740,3 +740,28 @@ def test_standalone_process_with_remote_client():
         assert [x["outcome"] for x in remote.requests] == ["ok", "ok", "error_status"]
         assert remote.stats()["requests"] == 3
         c.close()
+
+
+def test_keepalive_timeout_closes_idle_connections():
+    with ScriptedUpstream(keepalive_timeout=0.2) as up, httpx.Client(timeout=5) as c:
+        c.post(up.openai_base + "/chat/completions", json={"model": "m", "messages": MSGS})
+        assert up.open_connections == 1
+        assert up.wait_until(lambda u: u.open_connections == 0, timeout=3)
+        assert c.post(up.openai_base + "/chat/completions", json={"model": "m", "messages": MSGS}).status_code == 200
+        assert up.total_connections == 2
+
+
+def test_handler_crash_is_reported_not_hung(oa, upstream):
+    upstream.enqueue(Script(match=lambda r: r.json["no such key"]))
+    with pytest.raises(openai.InternalServerError) as ei:
+        oa_create(oa)
+    assert "scripted upstream crashed" in str(ei.value)
+    assert isinstance(upstream.errors[0], KeyError)
+    upstream.clear()
+    assert upstream.errors == []
+
+
+def test_liveness_probe(upstream):
+    with httpx.Client(timeout=5) as c:
+        assert c.get(upstream.url + "/").text == "ok"
+        assert c.head(upstream.url + "/").status_code == 200

@@ -9,8 +9,10 @@ disconnect detection while a handler sleeps.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import struct
+import traceback
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Awaitable, Callable, Optional
@@ -45,6 +47,7 @@ class ConnStats:
     open: int = 0
     total: int = 0
     connections: set = field(default_factory=set)
+    errors: list = field(default_factory=list)  # exceptions raised by the handler
 
 
 Handler = Callable[["Connection", HTTPRequest], Awaitable[None]]
@@ -74,6 +77,7 @@ class Connection(asyncio.Protocol):
         self.lost = False
         self.idle = True  # waiting for (the start of) a request
         self.must_close = False
+        self.response_started = False
         self.transport: Optional[asyncio.Transport] = None
         self._loop = asyncio.get_running_loop()
         self._data = asyncio.Event()
@@ -235,6 +239,7 @@ class Connection(asyncio.Protocol):
                 if req is None:
                     self.close()
                     return
+                self.response_started = False
                 await self._handler(self, req)
                 if self.lost:
                     return
@@ -244,12 +249,22 @@ class Connection(asyncio.Protocol):
         except asyncio.CancelledError:
             self.abort()
             raise
-        except Exception:  # pragma: no cover - handler bug: fail the connection loudly
-            self.abort()
-            raise
+        except Exception as exc:  # a handler bug (e.g. a Script.match that raised)
+            self._stats.errors.append(exc)
+            traceback.print_exc()
+            if self.response_started:
+                self.abort()
+            else:
+                # JSON readable by both SDKs' error parsers
+                msg = json.dumps(
+                    {"type": "error", "error": {"type": "api_error", "message": f"scripted upstream crashed: {exc!r}"}}
+                ).encode()
+                self.send(500, [("content-type", "application/json"), ("connection", "close")], msg)
+                self.close()
 
     # --- writing ------------------------------------------------------------------
     def write(self, data: bytes) -> None:
+        self.response_started = True
         if not self.lost and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 

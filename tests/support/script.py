@@ -122,8 +122,9 @@ class Script:
       stop_reason     Anthropic stop reason (default end_turn / tool_use).  If
                       only one of the two is given it is mapped to the other.
       stop_sequence   Anthropic stop_sequence value.
-      usage           Usage override, or a dict emitted VERBATIM as the usage
-                      object of whichever protocol answers.
+      usage           Usage override (a dict whose keys are all Usage field
+                      names counts as one), or any other dict, emitted VERBATIM
+                      as the usage object of whichever protocol answers.
       omit_usage      never report usage (no usage key / no usage chunk).
       response_model  model name in the response (default: echo the request).
       ping            Anthropic: send a ping event after the first block start.
@@ -153,7 +154,10 @@ class Script:
                              body cleanly (no [DONE] / message_stop).
       unknown_event          K: insert an unknown event before event K
                              (Anthropic ``event: future_thing``; OpenAI an SSE
-                             comment + an Azure-style ``choices: []`` chunk).
+                             comment + an Azure-style ``choices: []`` chunk, i.e.
+                             two extra events).
+    Anthropic streams count every event, including the ``ping`` sent after the
+    first content_block_start (disable with ``ping=False``).
       error_event_mid_stream K: after K events send an error event and end.
 
     Selection

@@ -212,6 +212,11 @@ class ScriptedUpstream:
     def total_connections(self) -> int:
         return self._server.stats.total
 
+    @property
+    def errors(self) -> list[BaseException]:
+        """Exceptions raised while handling requests (e.g. by a Script.match callable)."""
+        return list(self._server.stats.errors)
+
     def clear(self) -> None:
         """Forget recorded requests and queued scripts; reset client_disconnects and
         total_connections (the latter then counts connections accepted since)."""
@@ -221,6 +226,7 @@ class ScriptedUpstream:
             self._by_model.clear()
             self.client_disconnects = 0
             self._server.stats.total = 0
+            self._server.stats.errors.clear()
 
     def stats(self) -> dict:
         return {
@@ -299,8 +305,13 @@ class ScriptedUpstream:
         if not req.keep_alive:
             base_headers.append(("connection", "close"))
 
+        if endpoint is None and req.method in ("GET", "HEAD") and req.path == "/":
+            rec.completed, rec.outcome = True, "ok"  # liveness probe
+            conn.write(build_head(200, base_headers + [("content-type", "text/plain"), ("content-length", "2")]))
+            if req.method == "GET":
+                conn.write(b"ok")
+            return
         if endpoint is None:
-            rec.outcome = "error_status"
             send_error(conn, rec, anthropic, 404, None, base_headers, "req_" + hexid)
             return
         script = self._take_script(endpoint, model, rec)

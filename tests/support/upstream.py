@@ -275,6 +275,7 @@ class ScriptedUpstream:
 
     # ------------------------------------------------------------------ serving
     def _next_hex(self) -> str:
+        """24 hex chars, unique per response (the fast path relies on the width)."""
         self._seq += 1
         return f"{self._id_prefix}{self._seq:016x}"
 
@@ -290,6 +291,7 @@ class ScriptedUpstream:
             except orjson.JSONDecodeError:
                 parsed = None
         model = parsed.get("model") if isinstance(parsed, dict) else None
+        model = model if isinstance(model, str) else None
         stream = bool(parsed.get("stream")) if isinstance(parsed, dict) else False
         rec = RecordedRequest(
             req.method, req.path, req.query, req.headers, req.body, parsed, time.time(), endpoint, model, stream

@@ -219,3 +219,21 @@ def run_openai_sdk(chunks: Iterable[dict[str, Any]], *, done: bool = True) -> An
         model="m", messages=[{"role": "user", "content": "hi"}]
     ) as stream:
         return stream.get_final_completion()
+
+
+def run_openai_sdk_snapshot(chunks: Iterable[dict[str, Any]]) -> Any:
+    """Completion snapshot from ``create(stream=True)`` + ``ChatCompletionStreamState``.
+
+    Unlike ``.stream().get_final_completion()`` this does not raise on the
+    ``length`` / ``content_filter`` finish reasons, so every stop reason can be checked.
+    """
+    from openai.lib.streaming.chat import ChatCompletionStreamState
+
+    client = openai.OpenAI(**_client_kwargs(openai_sse_many(chunks) + OPENAI_DONE, "http://gw.test/v1"))
+    state: ChatCompletionStreamState[Any] = ChatCompletionStreamState()
+    stream = client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    for chunk in stream:
+        state.handle_chunk(chunk)
+    return state.current_completion_snapshot

@@ -1,6 +1,6 @@
 """Anthropic content blocks → OpenAI chat messages and content parts.
 
-Choices made here (documented in the package README of tests, too):
+Choices made here:
 
 * ``cache_control`` and every other Anthropic-only block field is dropped,
   because output objects are built field by field, never copied.

@@ -109,6 +109,8 @@ class ChatStreamToMessages:
         """Characters of text, thinking and tool arguments received so far."""
         return self._s.output_chars
 
+    output_text_chars = output_chars  # the name the API edge was briefed with
+
     @property
     def estimated_output_tokens(self) -> int:
         """A rough token count of the output (ceil(chars / 4)) for when usage never came."""
@@ -228,11 +230,12 @@ class ChatStreamToMessages:
     def _data(self, key: StreamKey, data: str) -> list[Event]:
         """Buffer ``data`` for stream ``key``, relay what can be relayed now."""
         s = self._s
-        s.output_chars += len(data)
         if isinstance(key, int):
             tool = s.tools[key]
             if tool.closed:
                 return []  # only possible after a complete JSON object: cannot be valid
+        s.output_chars += len(data)
+        if isinstance(key, int):
             tool.args += data
             tool.pending += data
         else:

@@ -379,8 +379,8 @@ def model() -> None:
 @click.option("--upstream-model", default=None, help="The upstream's name (default: MODEL_ID).")
 @click.option("--input-price", required=True, help="USD per 1M input tokens.")
 @click.option("--output-price", required=True, help="USD per 1M output tokens.")
-@click.option("--cache-read-price", default=None, help="USD per 1M cache-read tokens (default: input price).")
-@click.option("--cache-write-price", default=None, help="USD per 1M cache-write tokens (default: input price).")
+@click.option("--cache-read-price", default=None, help="USD per 1M cache-read tokens (default: unchanged, or the input price for a new model).")
+@click.option("--cache-write-price", default=None, help="USD per 1M cache-write tokens (default: unchanged, or the input price for a new model).")
 @click.option("--context-window", type=click.IntRange(min=1), default=None)
 @run_async
 async def model_add(services: Services, model_id: str, channel_name: str, upstream_model: str | None,
@@ -388,11 +388,20 @@ async def model_add(services: Services, model_id: str, channel_name: str, upstre
                     cache_write_price: str | None, context_window: int | None) -> None:
     """Add a model, or another channel route for an existing one."""
     pin = _usd(input_price, what="input price")
+    existing = {m.model_id: m for m in await services.catalog.list_models()}.get(model_id)
+
+    def cache_rate(value: str | None, what: str, current: int | None) -> int:
+        if value is not None:
+            return _usd(value, what=what)
+        return current if current is not None else pin  # keep a model's rate; new models: input rate
+
     prices = Prices(
         input=pin,
         output=_usd(output_price, what="output price"),
-        cache_read=_usd(cache_read_price, what="cache read price") if cache_read_price else pin,
-        cache_write=_usd(cache_write_price, what="cache write price") if cache_write_price else pin,
+        cache_read=cache_rate(cache_read_price, "cache read price",
+                              existing.prices.cache_read if existing else None),
+        cache_write=cache_rate(cache_write_price, "cache write price",
+                               existing.prices.cache_write if existing else None),
     )
     await services.catalog.add_model(model_id, channel=channel_name, prices=prices,
                                      upstream_model=upstream_model, context_window=context_window)
@@ -443,7 +452,7 @@ def code() -> None:
     """Single-use top-up codes."""
 
 
-@code.command("create")
+@code.command("create", context_settings={"ignore_unknown_options": True})
 @click.argument("usd")
 @click.option("--count", type=click.IntRange(1, 1000), default=1)
 @run_async

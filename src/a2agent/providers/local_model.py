@@ -256,11 +256,18 @@ class LocalModel:
         self.api_key = self.api_key or "sk-local-" + secrets.token_urlsafe(24)
         self.start(previous_port=previous[0] if previous else None)
         try:
-            asyncio.run(self._register())
+            self.register()
         except BaseException:
             self.stop()
             raise
         return True
+
+    def register(self) -> None:
+        """Make the catalogue point at the running runner (sync; no event loop may be running
+        in this thread): create channel ``local`` and model ``smollm2-135m`` when missing; on an
+        existing channel, update the URL, credential and queue size when they differ. An
+        existing model keeps the prices and routes an admin gave it."""
+        asyncio.run(self._register())
 
     def start(self, previous_port: int | None = None) -> None:
         """Start the runner (no database work) and the watchdog."""

@@ -70,6 +70,18 @@ def _collect(parts: list[str], *values: Any) -> int:
     return n
 
 
+def collect_openai_delta(chunk: dict[str, Any], parts: list[str]) -> int:
+    """Keep the generated text of an OpenAI chunk (for counting); returns its length."""
+    n = 0
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") or {}
+        n += _collect(parts, delta.get("content"), delta.get("reasoning_content"), delta.get("reasoning"))
+        for tc in delta.get("tool_calls") or ():
+            fn = tc.get("function") or {}
+            n += _collect(parts, fn.get("name"), fn.get("arguments"))
+    return n
+
+
 class OpenAIPassthrough(Adapter):
     caller = OPENAI
     upstream = OPENAI
@@ -114,13 +126,7 @@ class OpenAIPassthrough(Adapter):
             return ev.raw
         choices = chunk.get("choices")
         if choices:
-            for choice in choices:
-                delta = choice.get("delta") or {}
-                self.output_chars += _collect(self.text_parts, delta.get("content"),
-                                              delta.get("reasoning_content"))
-                for tc in delta.get("tool_calls") or ():
-                    fn = tc.get("function") or {}
-                    self.output_chars += _collect(self.text_parts, fn.get("name"), fn.get("arguments"))
+            self.output_chars += collect_openai_delta(chunk, self.text_parts)
         usage = chunk.get("usage")
         if usage:
             self.usage = usage_from_openai(usage)
@@ -131,11 +137,8 @@ class OpenAIPassthrough(Adapter):
     def response(self, data: dict[str, Any], raw: bytes) -> bytes:
         self.usage = usage_from_openai(data.get("usage"))
         for choice in data.get("choices") or ():
-            msg = choice.get("message") or {}
-            self.output_chars += _collect(self.text_parts, msg.get("content"), msg.get("reasoning_content"))
-            for tc in msg.get("tool_calls") or ():
-                fn = tc.get("function") or {}
-                self.output_chars += _collect(self.text_parts, fn.get("name"), fn.get("arguments"))
+            self.output_chars += collect_openai_delta({"choices": [{"delta": choice.get("message") or {}}]},
+                                                      self.text_parts)
         return raw
 
 

@@ -242,11 +242,8 @@ class Relay:
                 if out:
                     yield out
                 if adapter.upstream_error is not None:
+                    # the error event already went to the client in its protocol
                     status, error_type = "upstream_error", adapter.upstream_error[0]
-                    if not adapter.completed:
-                        tail = adapter.finish_error(*adapter.upstream_error) if hasattr(adapter, "finish_error") else b""
-                        if tail:
-                            yield tail
                 elif not adapter.completed:
                     raise MalformedUpstream("upstream stream ended before it was complete")
                 else:

@@ -1,0 +1,225 @@
+/* A2Agent console behaviour. Loaded as a static file (the CSP forbids inline scripts).
+ *
+ * Keys created in this browser are kept in localStorage under "a2agent.keys" (id -> value)
+ * so "Copy Connection Info" can include them. They are never sent back to the server.
+ */
+(function () {
+  "use strict";
+
+  var STORE = "a2agent.keys";
+
+  // ---- browser key store ------------------------------------------------------------------
+  function loadKeys() {
+    try { return JSON.parse(window.localStorage.getItem(STORE) || "{}") || {}; }
+    catch (e) { return {}; }
+  }
+  function saveKeys(keys) {
+    try { window.localStorage.setItem(STORE, JSON.stringify(keys)); } catch (e) { /* storage off */ }
+  }
+  function rememberKey(id, value, masked) {
+    var keys = loadKeys();
+    keys[id] = { value: value, masked: masked };
+    saveKeys(keys);
+  }
+  function forgetKey(id) {
+    var keys = loadKeys();
+    delete keys[id];
+    saveKeys(keys);
+  }
+  function heldKey(id, masked) {
+    var entry = loadKeys()[id];
+    if (!entry || typeof entry.value !== "string") return null;
+    // the same id on another deployment or after a reset: trust it only if it still matches
+    if (masked && entry.masked && entry.masked !== masked) return null;
+    return entry.value;
+  }
+
+  // ---- clipboard and toast -----------------------------------------------------------------
+  var toastTimer = null;
+  function toast(text) {
+    var el = document.getElementById("toast");
+    if (!el) return;
+    el.textContent = text;
+    el.classList.add("show");
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(function () { el.classList.remove("show"); }, 2200);
+  }
+  function fallbackCopy(text) {
+    var area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.className = "sr-only";
+    document.body.appendChild(area);
+    area.select();
+    var ok = false;
+    try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+    document.body.removeChild(area);
+    return ok;
+  }
+  function copyText(text, message) {
+    var done = function () { toast(message || "Copied to clipboard"); };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, function () {
+        if (fallbackCopy(text)) done(); else toast("Copy failed: select the text and copy it");
+      });
+    } else if (fallbackCopy(text)) {
+      done();
+    } else {
+      toast("Copy failed: select the text and copy it");
+    }
+  }
+
+  // ---- connection info -----------------------------------------------------------------------
+  function connectionBlock(name, masked, value) {
+    var base = document.body.getAttribute("data-base-url") || window.location.origin;
+    var key = value || "<YOUR_API_KEY>";
+    var lines = ["# A2Agent connection info — key \"" + name + "\""];
+    if (!value) {
+      lines.push("# NOTE: this browser does not hold the full value of key " + masked + ".");
+      lines.push("# Keys are shown only once, when created. Replace <YOUR_API_KEY> with your saved key,");
+      lines.push("# or create a new key in this browser.");
+    }
+    lines.push(
+      "Key name:           " + name,
+      "API key:            " + key,
+      "OpenAI base URL:    " + base + "/v1",
+      "Anthropic base URL: " + base,
+      "",
+      "OPENAI_API_KEY=" + key,
+      "OPENAI_BASE_URL=" + base + "/v1",
+      "ANTHROPIC_AUTH_TOKEN=" + key,
+      "ANTHROPIC_BASE_URL=" + base
+    );
+    return lines.join("\n") + "\n";
+  }
+
+  // ---- dialogs ---------------------------------------------------------------------------------
+  function openDialog(el) {
+    if (el && typeof el.showModal === "function" && !el.open) el.showModal();
+  }
+  function closeDialog(el) {
+    if (el && el.open) el.close();
+  }
+
+  var pendingForm = null;
+  function confirmSubmit(form) {
+    var dialog = document.getElementById("confirm-dialog");
+    if (!dialog) { form.submit(); return; }
+    document.getElementById("confirm-title").textContent = form.getAttribute("data-confirm-title") || "Are you sure?";
+    document.getElementById("confirm-text").textContent = form.getAttribute("data-confirm");
+    pendingForm = form;
+    openDialog(dialog);
+  }
+
+  // A freshly created key: remember it in this browser, then show it once.
+  function revealNewKey(root) {
+    var dialog = (root || document).querySelector("#new-key-dialog[data-autoshow]");
+    if (!dialog) return;
+    dialog.removeAttribute("data-autoshow");
+    var code = dialog.querySelector("[data-secret]");
+    if (code) rememberKey(dialog.getAttribute("data-key-id"), code.textContent.trim(), dialog.getAttribute("data-key-masked"));
+    dialog.addEventListener("close", function () {
+      if (code) code.textContent = "";  // the value leaves the page once the dialog is closed
+      dialog.remove();
+    });
+    openDialog(dialog);
+  }
+
+  // ---- charts ------------------------------------------------------------------------------------
+  var PALETTE = ["#4f46e5", "#0ea5e9", "#10b981", "#f59e0b", "#ef4444"];
+
+  function fmtValue(kind, v) {
+    if (v == null) return "—";
+    if (kind === "usd") return "$" + (v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2) : v.toFixed(4));
+    if (v >= 1e6) return (v / 1e6).toFixed(1) + "M";
+    if (v >= 1e3) return (v / 1e3).toFixed(1) + "K";
+    return String(Math.round(v));
+  }
+
+  function drawChart(el) {
+    if (!window.uPlot || el.getAttribute("data-drawn")) return;
+    var spec;
+    try { spec = JSON.parse(el.getAttribute("data-chart")); } catch (e) { return; }
+    el.setAttribute("data-drawn", "1");
+    var kind = spec.kind;
+    var data = [spec.x];
+    var series = [{ value: function (u, ts) { return ts == null ? "—" : new Date(ts * 1000).toISOString().slice(0, 10); } }];
+    spec.series.forEach(function (s, i) {
+      data.push(s.values);
+      var color = PALETTE[i % PALETTE.length];
+      series.push({
+        label: s.label, stroke: color, width: 2,
+        fill: spec.series.length === 1 ? "rgba(79, 70, 229, 0.12)" : undefined,
+        points: { show: spec.x.length <= 31, size: 5 },
+        value: function (u, v) { return fmtValue(kind, v); }
+      });
+    });
+    var axisStyle = { stroke: "#667085", grid: { stroke: "#eef0f3", width: 1 }, ticks: { show: false }, font: "12px Inter, sans-serif" };
+    var opts = {
+      width: Math.max(el.clientWidth, 200), height: 240,
+      series: series,
+      scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.15 : 1]; } } },
+      axes: [
+        Object.assign({}, axisStyle, { grid: { show: false } }),
+        Object.assign({}, axisStyle, { size: 56, values: function (u, vals) { return vals.map(function (v) { return fmtValue(kind, v); }); } })
+      ],
+      legend: { show: true },
+      cursor: { drag: { x: false, y: false } }
+    };
+    var plot = new window.uPlot(opts, data, el);
+    if (window.ResizeObserver) {
+      new ResizeObserver(function () { plot.setSize({ width: Math.max(el.clientWidth, 200), height: 240 }); }).observe(el);
+    }
+  }
+
+  function init(root) {
+    (root || document).querySelectorAll(".chart[data-chart]").forEach(drawChart);
+    revealNewKey(root);
+  }
+
+  // ---- event wiring ------------------------------------------------------------------------------
+  document.addEventListener("click", function (ev) {
+    var t = ev.target.closest("[data-open], [data-close], [data-copy-target], [data-connection], #confirm-ok");
+    if (!t) return;
+    if (t.id === "confirm-ok") {
+      var form = pendingForm;
+      pendingForm = null;
+      closeDialog(document.getElementById("confirm-dialog"));
+      if (form) {
+        var forget = form.getAttribute("data-forget-key");
+        if (forget) forgetKey(forget);
+        form.submit();
+      }
+    } else if (t.hasAttribute("data-open")) {
+      openDialog(document.getElementById(t.getAttribute("data-open")));
+    } else if (t.hasAttribute("data-close")) {
+      closeDialog(t.closest("dialog"));
+    } else if (t.hasAttribute("data-copy-target")) {
+      var src = document.querySelector(t.getAttribute("data-copy-target"));
+      if (src) copyText(src.textContent.trim() + (src.tagName === "CODE" && src.closest("pre") ? "\n" : ""));
+    } else if (t.hasAttribute("data-connection")) {
+      var id = t.getAttribute("data-key-id");
+      var masked = t.getAttribute("data-key-masked");
+      var value = heldKey(id, masked);
+      copyText(connectionBlock(t.getAttribute("data-key-name"), masked, value),
+        value ? "Connection info copied" : "Copied — this browser does not hold this key; a placeholder was used");
+    }
+  });
+
+  document.addEventListener("submit", function (ev) {
+    var form = ev.target;
+    if (form.hasAttribute("data-confirm")) {
+      ev.preventDefault();
+      confirmSubmit(form);
+      return;
+    }
+    var dialog = form.closest("dialog");
+    if (dialog && form.querySelector("[data-close-on-submit]")) {
+      // htmx sends the form; close the dialog and reset it for next time
+      setTimeout(function () { closeDialog(dialog); form.reset(); }, 0);
+    }
+  });
+
+  document.addEventListener("DOMContentLoaded", function () { init(document); });
+  document.addEventListener("htmx:afterSettle", function (ev) { init(ev.target); });
+})();

@@ -51,7 +51,6 @@ class Gateway:
         self.usage = UsageQueries(self.services.db)
         self.metrics = Metrics()
         self.token_counts = TokenCounts(self)
-        self.tokenizer: Any = None  # callable str -> int for count_tokens on non-Anthropic channels
         self.counters = TokenCounters()
         self.relay = Relay(self.services, self.pool, self.tasks, make_adapter, self.selector, self.health,
                            self.admission, self.counters)

@@ -67,18 +67,32 @@ class TokenCounts:
 
     def __init__(self, gateway: Any) -> None:
         self.gw = gateway
+        self._tokenizer: Counter | None = None
 
     async def count(self, entry: Any, body: dict[str, Any], caller_headers: dict[str, str]) -> int:
         for route in entry.routes:
             if route.channel.protocol == "anthropic" and route.channel.enabled:
                 return await self._upstream_count(route, body, caller_headers)
-        counter = self.gw.tokenizer
-        if counter is None:
-            raise ApiError(501, "Token counting is not available for this model's channel.",
-                           err_type="api_error")
+        counter = await self._counter()
         from a2agent.translate.tokens import count_message_tokens
 
         return count_message_tokens(body, counter)
+
+    async def _counter(self) -> Counter:
+        """o200k_base from the quicktok package (vocabulary shipped in the wheel), loaded once."""
+        if self._tokenizer is None:
+            import asyncio
+
+            def load() -> Counter:
+                import quicktok
+
+                return quicktok.get_encoding("o200k_base").count
+
+            try:
+                self._tokenizer = await asyncio.to_thread(load)
+            except Exception as exc:  # noqa: BLE001 - no count is better than a fake one
+                raise ApiError(503, f"Token counting is unavailable: {exc}", err_type="api_error") from None
+        return self._tokenizer
 
     async def _upstream_count(self, route: Any, body: dict[str, Any], caller_headers: dict[str, str]) -> int:
         payload = {k: v for k, v in body.items() if k in ("messages", "system", "tools", "tool_choice",

@@ -173,7 +173,12 @@
   }
 
   function init(root) {
-    (root || document).querySelectorAll(".chart[data-chart]").forEach(drawChart);
+    root = root || document;
+    root.querySelectorAll(".chart[data-chart]").forEach(drawChart);
+    root.querySelectorAll("dialog[data-autoopen]").forEach(function (d) {
+      d.removeAttribute("data-autoopen");
+      openDialog(d);
+    });
     revealNewKey(root);
   }
 
@@ -218,6 +223,12 @@
       // htmx sends the form; close the dialog and reset it for next time
       setTimeout(function () { closeDialog(dialog); form.reset(); }, 0);
     }
+  });
+
+  // every htmx request carries the session's CSRF token
+  document.addEventListener("htmx:configRequest", function (ev) {
+    var token = document.body.getAttribute("data-csrf");
+    if (token) ev.detail.headers["X-CSRF-Token"] = token;
   });
 
   document.addEventListener("DOMContentLoaded", function () { init(document); });

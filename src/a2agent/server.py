@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import secrets
+import signal
 import sys
 
 import uvicorn
@@ -61,6 +62,10 @@ def _export_env(settings: Settings, config_file: str | None) -> None:
     os.environ["A2AGENT_LOCAL_MODEL"] = "true" if settings.local_model else "false"
 
 
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def run_server(settings: Settings, config_file: str | None = None) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     upgrade_sync(settings.database_url)
@@ -77,6 +82,9 @@ def run_server(settings: Settings, config_file: str | None = None) -> None:
     common = dict(host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False,
                   loop="uvloop", http="httptools", timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
                   proxy_headers=True, forwarded_allow_ips="127.0.0.1")
+    # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal: end cleanly instead, so the
+    # local model is stopped below and the exit status says the shutdown was orderly.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     try:
         if settings.workers > 1:
             uvicorn.run("a2agent.app:create_app_from_env", factory=True, workers=settings.workers, **common)

@@ -161,7 +161,8 @@ class Relay:
                 return resp, adapter, route
             err = await self._upstream_status_error(ctx, resp)
             retryable = resp.status in RETRYABLE_STATUS
-            self.health.release(ch, ok=not retryable, latency=latency,
+            # a 429 means the channel is alive but busy: Retry-After keeps it out, the breaker does not count it
+            self.health.release(ch, ok=not retryable or resp.status == 429, latency=latency,
                                 retry_after=resp.headers.get("retry-after") if resp.status == 429 else None)
             ctx.attempts.append({"channel": ch.name, "outcome": f"http_{resp.status}",
                                  "latency_ms": int(latency * 1000)})

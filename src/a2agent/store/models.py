@@ -191,7 +191,7 @@ class RequestRecord(Base):
     input_estimate: Mapped[int] = mapped_column(Integer, default=0)
     cost_micro: Mapped[int] = mapped_column(BigInteger, default=0)
     price_id: Mapped[int | None] = mapped_column(Integer)
-    usage_source: Mapped[str | None] = mapped_column(String(24))
+    usage_source: Mapped[str | None] = mapped_column(String(48))
     attempts: Mapped[str | None] = mapped_column(Text)  # JSON list: channel, outcome, latency
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     ttfb_ms: Mapped[int | None] = mapped_column(Integer)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 10:53:00.964371
+Create Date: 2026-11-28 11:05:46.080444
 """
 
 from alembic import op
@@ -135,7 +135,7 @@ def upgrade() -> None:
     sa.Column('input_estimate', sa.Integer(), nullable=False),
     sa.Column('cost_micro', sa.BigInteger(), nullable=False),
     sa.Column('price_id', sa.Integer(), nullable=True),
-    sa.Column('usage_source', sa.String(length=24), nullable=True),
+    sa.Column('usage_source', sa.String(length=48), nullable=True),
     sa.Column('attempts', sa.Text(), nullable=True),
     sa.Column('latency_ms', sa.Integer(), nullable=True),
     sa.Column('ttfb_ms', sa.Integer(), nullable=True),

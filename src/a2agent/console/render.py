@@ -55,6 +55,18 @@ def num(value: int | float | None) -> str:
     return f"{int(value or 0):,}"
 
 
+def plural(value: int | None, noun: str) -> str:
+    n = int(value or 0)
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def usd_exact(micro: int | None) -> str:
+    value = int(micro or 0)
+    sign = "-" if value < 0 else ""
+    whole, frac = divmod(abs(value), 1_000_000)
+    return f"{sign}${whole:,}.{frac:06d}"
+
+
 def compact(value: int | float | None) -> str:
     n = float(value or 0)
     for limit, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
@@ -113,7 +125,7 @@ def templates() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(usd=usd, num=num, compact=compact, when=when, ago=ago,
-                       per_million=per_million)
+                       per_million=per_million, plural=plural, usd_exact=usd_exact)
     env.globals.update(static=static_url)
     env.globals["ui"] = env.get_template("_macros.html").module
     return env

@@ -158,7 +158,8 @@ async def models_page(c: Console, request: Request, viewer: Viewer) -> Response:
     return c.page(request, "models.html", viewer, models=models)
 
 
-async def docs_page(c: Console, request: Request, viewer: Viewer) -> Response:
+async def docs_page(c: Console, request: Request, viewer: Viewer | None) -> Response:
+    """Public: the guide holds no secrets, and people read it before signing up."""
     models = [m for m in await c.services.catalog.list_models() if m.protocols]
     example = models[0].model_id if models else "MODEL_ID"
     claude = next((m.model_id for m in models if "claude" in m.model_id), example)
@@ -166,7 +167,7 @@ async def docs_page(c: Console, request: Request, viewer: Viewer) -> Response:
                   models=models)
 
 
-async def setup_redirect(c: Console, request: Request, viewer: Viewer) -> Response:
+async def setup_redirect(c: Console, request: Request, viewer: Viewer | None) -> Response:
     return c.redirect(request, "/docs")
 
 
@@ -180,6 +181,6 @@ def routes(c: Console) -> list[Route]:
         Route("/billing", c.user(billing_page), methods=["GET"]),
         Route("/billing/redeem", c.user(redeem), methods=["POST"]),
         Route("/models", c.user(models_page), methods=["GET"]),
-        Route("/docs", c.user(docs_page), methods=["GET"]),
-        Route("/setup", c.user(setup_redirect), methods=["GET"]),
+        Route("/docs", c.public(docs_page), methods=["GET"]),
+        Route("/setup", c.public(setup_redirect), methods=["GET"]),
     ]

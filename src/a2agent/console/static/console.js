@@ -128,12 +128,66 @@
   // ---- charts ------------------------------------------------------------------------------------
   var PALETTE = ["#4f46e5", "#0ea5e9", "#10b981", "#f59e0b", "#ef4444"];
 
+  function trim(text) { return text.indexOf(".") < 0 ? text : text.replace(/0+$/, "").replace(/\.$/, ""); }
+
   function fmtValue(kind, v) {
     if (v == null) return "—";
-    if (kind === "usd") return "$" + (v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2) : v.toFixed(4));
-    if (v >= 1e6) return (v / 1e6).toFixed(1) + "M";
-    if (v >= 1e3) return (v / 1e3).toFixed(1) + "K";
+    if (kind === "usd") {
+      if (v === 0) return "$0";
+      if (Math.abs(v) >= 1) return "$" + v.toLocaleString("en-US", { maximumFractionDigits: 2 });
+      return "$" + trim(v.toFixed(Math.min(8, Math.max(2, 1 - Math.floor(Math.log10(Math.abs(v))) + 1))));
+    }
+    var a = Math.abs(v);
+    if (a >= 1e9) return trim((v / 1e9).toFixed(1)) + "B";
+    if (a >= 1e6) return trim((v / 1e6).toFixed(1)) + "M";
+    if (a >= 1e3) return trim((v / 1e3).toFixed(1)) + "K";
     return String(Math.round(v));
+  }
+
+  function fmtDay(ts) { return new Date(ts * 1000).toISOString().slice(0, 10); }
+
+  // A small hover card instead of uPlot's legend table.
+  function tooltipPlugin(spec) {
+    var tip;
+    return {
+      hooks: {
+        init: function (u) {
+          tip = document.createElement("div");
+          tip.className = "chart-tip";
+          u.over.appendChild(tip);
+          u.over.addEventListener("mouseleave", function () { tip.style.display = "none"; });
+        },
+        setCursor: function (u) {
+          var i = u.cursor.idx;
+          if (i == null) { tip.style.display = "none"; return; }
+          tip.textContent = "";
+          var day = document.createElement("div");
+          day.className = "tip-day";
+          day.textContent = fmtDay(u.data[0][i]);
+          tip.appendChild(day);
+          spec.series.forEach(function (s, k) {
+            var row = document.createElement("div");
+            row.className = "tip-row";
+            var name = document.createElement("span");
+            var sw = document.createElement("span");
+            sw.className = "swatch";
+            sw.style.background = PALETTE[k % PALETTE.length];
+            name.appendChild(sw);
+            name.appendChild(document.createTextNode(s.label));
+            var val = document.createElement("strong");
+            val.textContent = fmtValue(spec.kind, u.data[k + 1][i]);
+            row.appendChild(name);
+            row.appendChild(val);
+            tip.appendChild(row);
+          });
+          tip.style.display = "block";
+          var left = u.valToPos(u.data[0][i], "x");
+          var width = tip.offsetWidth;
+          var x = left + 12 + width > u.over.clientWidth ? left - width - 12 : left + 12;
+          tip.style.transform = "translate(" + Math.max(0, x) + "px, 8px)";
+        }
+      }
+    };
   }
 
   function drawChart(el) {
@@ -142,33 +196,42 @@
     try { spec = JSON.parse(el.getAttribute("data-chart")); } catch (e) { return; }
     el.setAttribute("data-drawn", "1");
     var kind = spec.kind;
+    var single = spec.series.length === 1;
     var data = [spec.x];
-    var series = [{ value: function (u, ts) { return ts == null ? "—" : new Date(ts * 1000).toISOString().slice(0, 10); } }];
+    var series = [{}];
+    var bars = window.uPlot.paths && window.uPlot.paths.bars ? window.uPlot.paths.bars({ size: [0.7, 28], radius: 0.2 }) : null;
     spec.series.forEach(function (s, i) {
       data.push(s.values);
       var color = PALETTE[i % PALETTE.length];
-      series.push({
-        label: s.label, stroke: color, width: 2,
-        fill: spec.series.length === 1 ? "rgba(79, 70, 229, 0.12)" : undefined,
-        points: { show: spec.x.length <= 31, size: 5 },
-        value: function (u, v) { return fmtValue(kind, v); }
+      series.push(single && bars ? {
+        label: s.label, stroke: color, fill: "rgba(79, 70, 229, 0.85)", width: 0, paths: bars, points: { show: false }
+      } : {
+        label: s.label, stroke: color, width: 2, points: { show: false }
       });
     });
     var axisStyle = { stroke: "#667085", grid: { stroke: "#eef0f3", width: 1 }, ticks: { show: false }, font: "12px Inter, sans-serif" };
+    var height = 240;
     var opts = {
-      width: Math.max(el.clientWidth, 200), height: 240,
+      width: Math.max(el.clientWidth, 200), height: height,
       series: series,
-      scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.15 : 1]; } } },
+      padding: [12, 12, 0, 0],
+      scales: {
+        x: { time: true, range: function (u, min, max) { return single ? [min - 43200, max + 43200] : [min, max]; } },
+        y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.15 : 1]; } }
+      },
       axes: [
         Object.assign({}, axisStyle, { grid: { show: false } }),
-        Object.assign({}, axisStyle, { size: 56, values: function (u, vals) { return vals.map(function (v) { return fmtValue(kind, v); }); } })
+        Object.assign({}, axisStyle, { size: 80, values: function (u, vals) { return vals.map(function (v) { return fmtValue(kind, v); }); } })
       ],
-      legend: { show: true },
-      cursor: { drag: { x: false, y: false } }
+      legend: { show: !single, live: false },
+      cursor: { drag: { x: false, y: false }, points: { show: !single } },
+      plugins: [tooltipPlugin(spec)]
     };
     var plot = new window.uPlot(opts, data, el);
     if (window.ResizeObserver) {
-      new ResizeObserver(function () { plot.setSize({ width: Math.max(el.clientWidth, 200), height: 240 }); }).observe(el);
+      new ResizeObserver(function () {
+        if (el.clientWidth) plot.setSize({ width: Math.max(el.clientWidth, 200), height: height });
+      }).observe(el);
     }
   }
 
@@ -229,6 +292,12 @@
   document.addEventListener("htmx:configRequest", function (ev) {
     var token = document.body.getAttribute("data-csrf");
     if (token) ev.detail.headers["X-CSRF-Token"] = token;
+  });
+
+  // a looked-up key does not stay in the page
+  document.addEventListener("htmx:afterRequest", function (ev) {
+    var form = ev.target.closest && ev.target.closest("form[data-reset-after]");
+    if (form) form.reset();
   });
 
   document.addEventListener("DOMContentLoaded", function () { init(document); });

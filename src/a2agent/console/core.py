@@ -19,10 +19,6 @@ FLASH_COOKIE = "a2a_flash"
 Handler = Callable[..., Awaitable[Response]]
 
 
-class Forbidden(Exception):
-    pass
-
-
 class Console:
     def __init__(self, gateway: Any) -> None:
         self.gw = gateway
@@ -164,6 +160,11 @@ def page_number(request: Request) -> int:
     return max(int(raw), 1) if raw.isdigit() else 1
 
 
+def parse_id(raw: str | None) -> int | None:
+    """A database id from a URL: digits only, within 64-bit range; else None (→ 404)."""
+    raw = raw or ""
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
+
+
 def path_int(request: Request, name: str) -> int | None:
-    raw = str(request.path_params.get(name, ""))
-    return int(raw) if raw.isdigit() and len(raw) < 19 else None
+    return parse_id(str(request.path_params.get(name, "")))

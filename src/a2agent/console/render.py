@@ -55,9 +55,9 @@ def num(value: int | float | None) -> str:
     return f"{int(value or 0):,}"
 
 
-def plural(value: int | None, noun: str) -> str:
+def plural(value: int | None, noun: str, nouns: str | None = None) -> str:
     n = int(value or 0)
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+    return f"{n:,} {noun if n == 1 else (nouns or noun + 's')}"
 
 
 def usd_exact(micro: int | None) -> str:

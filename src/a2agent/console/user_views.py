@@ -14,7 +14,7 @@ from starlette.routing import Route
 from a2agent.auth.accounts import NotFound
 from a2agent.billing.ledger import CodeError
 from a2agent.console import queries
-from a2agent.console.core import Console, form_text, page_number, path_int
+from a2agent.console.core import Console, form_text, page_number, parse_id, path_int
 from a2agent.console.periods import CHOICES, period_from
 from a2agent.console.session import Viewer, wait_message
 from a2agent.store.models import DailyUsage
@@ -97,9 +97,9 @@ async def usage_page(c: Console, request: Request, viewer: Viewer) -> Response:
     key_id = None
     raw_key = request.query_params.get("key", "")
     if raw_key:
-        if not raw_key.isdigit() or not await queries.owned_key(db, viewer.account_id, int(raw_key)):
+        key_id = parse_id(raw_key)
+        if key_id is None or not await queries.owned_key(db, viewer.account_id, key_id):
             return c.not_found(request, viewer)
-        key_id = int(raw_key)
     scope = dict(account_id=viewer.account_id, start=period.start, end=period.end, key_id=key_id)
     days = await queries.daily(db, **scope)
     by_key = await queries.grouped(db, DailyUsage.key_id, **scope)

@@ -110,7 +110,8 @@ class Relay:
         try:
             resp, adapter, route = await self._connect(ctx, routes, adapter, route)
         except ApiError as err:
-            self._settle(ctx, pending, Outcome(status="upstream_error", http_status=err.status,
+            status = "timeout" if err.code == "upstream_timeout" else "upstream_error"
+            self._settle(ctx, pending, Outcome(status=status, http_status=err.status,
                                                error_type=err.code or "upstream_error"), release)
             return error_response(ctx.protocol, err, ctx.request_id)
         except BaseException:

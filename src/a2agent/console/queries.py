@@ -116,7 +116,7 @@ class RequestPage:
     has_next: bool = False
 
 
-async def recent_requests(db: Database, *, account_id: int | None, start: dt.date, end: dt.date,
+async def recent_requests(db: Database, *, account_id: int, start: dt.date, end: dt.date,
                           key_id: int | None = None, page: int = 1, per_page: int = 50) -> RequestPage:
     """Metadata of requests in [start, end], newest first, via the (account|key, time) index."""
     lo = dt.datetime.combine(start, dt.time(), dt.UTC)
@@ -128,8 +128,7 @@ async def recent_requests(db: Database, *, account_id: int | None, start: dt.dat
          .where(r.created_at >= lo, r.created_at < hi)
          .order_by(r.created_at.desc())
          .limit(per_page + 1).offset((page - 1) * per_page))
-    if account_id is not None:
-        q = q.where(r.account_id == account_id)
+    q = q.where(r.account_id == account_id)  # always one account: (account, time) index
     if key_id is not None:
         q = q.where(r.key_id == key_id)
     async with db.read_conn() as conn:

@@ -186,10 +186,12 @@ class Throttle:
     }
 
     def __init__(self, settings: Settings) -> None:
-        uri = "async+memory://"
+        storage = storage_from_string("async+memory://")
         if settings.redis_url and settings.redis_url.startswith(("redis://", "rediss://")):
-            uri = "async+" + settings.redis_url
-        self._limiter = MovingWindowRateLimiter(storage_from_string(uri))
+            # redis-py is the client the project ships (limits defaults to coredis)
+            storage = storage_from_string("async+" + settings.redis_url, implementation="redispy",
+                                          key_prefix="a2a-login")
+        self._limiter = MovingWindowRateLimiter(storage)
         self._items = {name: parse(rule) for name, rule in self.RULES.items()}
 
     async def blocked(self, rule: str, ident: str) -> int:

@@ -47,7 +47,7 @@ class Gateway:
         self.pool = UpstreamPool(settings)
         self.health = ChannelHealth()
         self.selector = Selector(self.health)
-        self.admission = Admission(settings)
+        self.admission = Admission(settings, redis=self.services.redis)
         self.usage = UsageQueries(self.services.db)
         self.metrics = Metrics()
         self.token_counts = TokenCounts(self)

@@ -26,6 +26,13 @@ class Services:
         self.catalog = Catalog(self.db)
         self.ledger = Ledger(self.db, self.hasher)
         self.instance_id = f"{socket.gethostname()}:{settings.port}:{os.getpid()}"
+        self.redis = None
+        if settings.redis_url:
+            import redis.asyncio as aioredis
+
+            self.redis = aioredis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
 
     async def close(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.db.dispose()

@@ -8,9 +8,12 @@ requests cost.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
+import secrets
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from limits import RateLimitItemPerMinute
 from limits.storage import storage_from_string
@@ -19,6 +22,8 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from a2agent.api.errors import ApiError
 from a2agent.auth.accounts import KeyPrincipal
 from a2agent.config import Settings
+
+log = logging.getLogger("a2agent.admission")
 
 
 def _limit_error(what: str, limit: int, reset_in: float, kind: str) -> ApiError:
@@ -34,19 +39,19 @@ def _limit_error(what: str, limit: int, reset_in: float, kind: str) -> ApiError:
 
 
 class ConcurrencyCounter:
-    """In-process counter of in-flight requests per account."""
+    """In-process counter of in-flight requests per account (one instance, or the fallback)."""
 
     def __init__(self) -> None:
         self._counts: dict[int, int] = {}
 
-    async def try_acquire(self, account_id: int, cap: int) -> bool:
+    async def try_acquire(self, account_id: int, cap: int) -> object | None:
         n = self._counts.get(account_id, 0)
         if cap and n >= cap:
-            return False
+            return None
         self._counts[account_id] = n + 1
         return True
 
-    def release(self, account_id: int) -> None:
+    async def release(self, account_id: int, token: object) -> None:
         n = self._counts.get(account_id, 0) - 1
         if n > 0:
             self._counts[account_id] = n
@@ -57,13 +62,62 @@ class ConcurrencyCounter:
         return self._counts.get(account_id, 0)
 
 
+_ACQUIRE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local cap = tonumber(ARGV[4])
+if cap > 0 and redis.call('ZCARD', KEYS[1]) >= cap then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+
+class RedisConcurrency:
+    """In-flight requests per account shared by every worker and instance: a sorted set of
+    request tokens scored by expiry, so a crashed process's slots lapse on their own."""
+
+    def __init__(self, redis: Any, lease_seconds: float, fallback: ConcurrencyCounter) -> None:
+        self.redis = redis
+        self.lease = lease_seconds
+        self.fallback = fallback
+        self._acquire = redis.register_script(_ACQUIRE)
+
+    async def try_acquire(self, account_id: int, cap: int) -> object | None:
+        token = secrets.token_hex(8)
+        now = time.time()
+        try:
+            ok = await self._acquire(keys=[f"a2a:inflight:{account_id}"],
+                                     args=[now, now + self.lease, token, cap, int(self.lease) + 60])
+        except Exception:  # noqa: BLE001 - Redis down: bound per instance rather than not at all
+            log.warning("redis unavailable for concurrency limits; using per-instance counting")
+            local = await self.fallback.try_acquire(account_id, cap)
+            return None if local is None else ("local", local)
+        return token if ok else None
+
+    async def release(self, account_id: int, token: object) -> None:
+        if isinstance(token, tuple):
+            await self.fallback.release(account_id, token[1])
+            return
+        try:
+            await self.redis.zrem(f"a2a:inflight:{account_id}", token)
+        except Exception:  # noqa: BLE001 - the lease expires on its own
+            log.warning("redis unavailable: concurrency slot left to expire")
+
+
 class Admission:
-    def __init__(self, settings: Settings, concurrency: ConcurrencyCounter | None = None,
-                 storage_uri: str | None = None) -> None:
+    def __init__(self, settings: Settings, redis: Any = None) -> None:
         self.settings = settings
-        self.concurrency = concurrency or ConcurrencyCounter()
-        self.storage = storage_from_string(storage_uri or "async+memory://")
-        self.window = MovingWindowRateLimiter(self.storage)
+        local = ConcurrencyCounter()
+        self.concurrency: ConcurrencyCounter | RedisConcurrency = local
+        self.local_window = MovingWindowRateLimiter(storage_from_string("async+memory://"))
+        self.window = self.local_window
+        if redis is not None and settings.redis_url:
+            lease = settings.upstream_total_timeout + settings.disconnect_drain_seconds + 60
+            self.concurrency = RedisConcurrency(redis, lease, local)
+            storage = storage_from_string("async+" + settings.redis_url, implementation="redispy",
+                                          key_prefix="a2a-limits")
+            self.window = MovingWindowRateLimiter(storage)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def check_account(self, p: KeyPrincipal) -> None:
         if p.suspended:
@@ -77,14 +131,15 @@ class Admission:
         """Raises ApiError; on success returns the release function for the concurrency slot."""
         self.check_account(p)
         cap = p.max_concurrency if p.max_concurrency is not None else self.settings.account_max_concurrency
-        if not await self.concurrency.try_acquire(p.account_id, cap):
+        token = await self.concurrency.try_acquire(p.account_id, cap)
+        if token is None:
             raise ApiError(429, f"Too many concurrent requests for this account (limit {cap}). "
                                 "Retry when one finishes.", code="concurrency_limit",
                            headers={"retry-after": "1"})
         try:
             await self._rate_limits(p)
         except BaseException:
-            self.concurrency.release(p.account_id)
+            await self.concurrency.release(p.account_id, token)
             raise
         released = False
 
@@ -92,9 +147,31 @@ class Admission:
             nonlocal released
             if not released:
                 released = True
-                self.concurrency.release(p.account_id)
+                task = asyncio.get_running_loop().create_task(self.concurrency.release(p.account_id, token))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
         return release
+
+    async def _hit(self, item: Any, *ids: str, cost: int = 1, test: bool = False) -> bool:
+        try:
+            if test:
+                return await self.window.test(item, *ids)
+            return await self.window.hit(item, *ids, cost=cost)
+        except Exception:  # noqa: BLE001 - Redis down: limit per instance meanwhile
+            if self.window is self.local_window:
+                raise
+            log.warning("redis unavailable for rate limits; limiting per instance")
+            if test:
+                return await self.local_window.test(item, *ids)
+            return await self.local_window.hit(item, *ids, cost=cost)
+
+    async def _stats(self, item: Any, *ids: str) -> float:
+        try:
+            stats = await self.window.get_window_stats(item, *ids)
+        except Exception:  # noqa: BLE001
+            stats = await self.local_window.get_window_stats(item, *ids)
+        return stats.reset_time - time.time()
 
     async def _rate_limits(self, p: KeyPrincipal) -> None:
         rpm = p.rpm_limit if p.rpm_limit is not None else self.settings.default_rpm
@@ -102,17 +179,15 @@ class Admission:
         if rpm:
             item = RateLimitItemPerMinute(rpm)
             for scope, ident in (("account", p.account_id), ("key", p.key_id)):
-                if not await self.window.hit(item, "rpm", scope, str(ident)):
-                    stats = await self.window.get_window_stats(item, "rpm", scope, str(ident))
+                if not await self._hit(item, "rpm", scope, str(ident)):
                     raise _limit_error(f"{rpm} requests per minute per {scope}", rpm,
-                                       stats.reset_time - time.time(), "requests")
+                                       await self._stats(item, "rpm", scope, str(ident)), "requests")
         if tpm:
             item = RateLimitItemPerMinute(tpm)
             for scope, ident in (("account", p.account_id), ("key", p.key_id)):
-                if not await self.window.test(item, "tpm", scope, str(ident)):
-                    stats = await self.window.get_window_stats(item, "tpm", scope, str(ident))
+                if not await self._hit(item, "tpm", scope, str(ident), test=True):
                     raise _limit_error(f"{tpm} tokens per minute per {scope}", tpm,
-                                       stats.reset_time - time.time(), "tokens")
+                                       await self._stats(item, "tpm", scope, str(ident)), "tokens")
 
     async def record_tokens(self, p: KeyPrincipal, tokens: int) -> None:
         tpm = p.tpm_limit if p.tpm_limit is not None else self.settings.default_tpm
@@ -120,4 +195,4 @@ class Admission:
             return
         item = RateLimitItemPerMinute(tpm)
         for scope, ident in (("account", p.account_id), ("key", p.key_id)):
-            await self.window.hit(item, "tpm", scope, str(ident), cost=min(tokens, tpm))
+            await self._hit(item, "tpm", scope, str(ident), cost=min(tokens, tpm))

@@ -22,7 +22,7 @@ from a2agent.api.errors import ANTHROPIC, ApiError, error_response
 from a2agent.auth.accounts import KeyPrincipal
 from a2agent.billing.ledger import Outcome, PendingRequest
 from a2agent.providers.adapters import Adapter, MalformedUpstream
-from a2agent.providers.sse import SSEDecoder
+from a2agent.providers.sse import SSEDecoder, SSEEvent
 from a2agent.providers.upstream import UpstreamError, UpstreamPool, UpstreamResponse
 from a2agent.routing.catalog import ModelEntry, Route
 from a2agent.translate.usage import Usage
@@ -237,12 +237,16 @@ class Relay:
         try:
             try:
                 async for chunk in resp.chunks():
-                    out = b"".join([adapter.on_event(ev) for ev in decoder.feed(chunk)])
+                    out, bad = _convert(adapter, decoder.feed(chunk))
                     if out:
                         yield out
-                out = b"".join([adapter.on_event(ev) for ev in decoder.flush()])
+                    if bad is not None:
+                        raise bad
+                out, bad = _convert(adapter, decoder.flush())
                 if out:
                     yield out
+                if bad is not None:
+                    raise bad
                 if adapter.upstream_error is not None:
                     # the error event already went to the client in its protocol
                     status, error_type = "upstream_error", adapter.upstream_error[0]
@@ -368,6 +372,18 @@ class Relay:
                     await asyncio.sleep(0.05 * 2**attempt)
         finally:
             release()
+
+
+def _convert(adapter: Adapter, events: list[SSEEvent]) -> tuple[bytes, MalformedUpstream | None]:
+    """The bytes to send for one read's events. A malformed event stops the batch, but the
+    good events before it (which may share a network read with it) still go out first."""
+    out: list[bytes] = []
+    for ev in events:
+        try:
+            out.append(adapter.on_event(ev))
+        except MalformedUpstream as exc:
+            return b"".join(out), exc
+    return b"".join(out), None
 
 
 def estimate_chars_tokens(chars: int) -> int:

@@ -242,7 +242,7 @@ class Relay:
                         yield out
                     if bad is not None:
                         raise bad
-                out, bad = _convert(adapter, decoder.flush())
+                out, bad = _convert(adapter, decoder.flush(), tail=True)
                 if out:
                     yield out
                 if bad is not None:
@@ -374,12 +374,23 @@ class Relay:
             release()
 
 
-def _convert(adapter: Adapter, events: list[SSEEvent]) -> tuple[bytes, MalformedUpstream | None]:
+def _convert(adapter: Adapter, events: list[SSEEvent], *,
+             tail: bool = False) -> tuple[bytes, MalformedUpstream | None]:
     """The bytes to send for one read's events. A malformed event stops the batch, but the
-    good events before it (which may share a network read with it) still go out first."""
+    good events before it (which may share a network read with it) still go out first.
+
+    ``tail``: the unterminated event left when the body ended. It is relayed only when its
+    data is whole (JSON or ``[DONE]``): a body cut off mid-event is a broken stream, and SSE
+    itself discards an event without its blank line (passthrough adapters do not parse every
+    event, so the check is made here)."""
     out: list[bytes] = []
     for ev in events:
         try:
+            if tail and ev.data and ev.data != b"[DONE]":
+                try:
+                    orjson.loads(ev.data)
+                except orjson.JSONDecodeError:
+                    raise MalformedUpstream("upstream stream ended in the middle of an event") from None
             out.append(adapter.on_event(ev))
         except MalformedUpstream as exc:
             return b"".join(out), exc

@@ -151,7 +151,7 @@ class Relay:
                 self.health.release(ch, ok=False, latency=time.perf_counter() - t0)
                 ctx.attempts.append({"channel": ch.name, "outcome": exc.kind,
                                      "latency_ms": int((time.perf_counter() - t0) * 1000)})
-                last = ApiError(504 if exc.is_timeout else 502, f"Upstream {exc.message}.",
+                last = ApiError(504 if exc.is_timeout else 502, f"{_sentence(exc.message)}.",
                                 code="upstream_timeout" if exc.is_timeout else "upstream_unavailable")
                 continue
             latency = time.perf_counter() - t0
@@ -209,7 +209,7 @@ class Relay:
             self._release_channel(resp, ok=False)
             timeout = isinstance(exc, UpstreamError) and exc.is_timeout
             msg = exc.message if isinstance(exc, UpstreamError) else str(exc) or "malformed upstream response"
-            err = ApiError(504 if timeout else 502, f"Upstream {msg}.",
+            err = ApiError(504 if timeout else 502, f"{_sentence(msg)}.",
                            code="upstream_timeout" if timeout else "bad_upstream_response")
             self._settle(ctx, pending, Outcome(status="timeout" if timeout else "upstream_error",
                                                http_status=err.status, error_type=err.code,
@@ -263,7 +263,7 @@ class Relay:
                 message = exc.message if isinstance(exc, UpstreamError) else str(exc)
                 err_type = ("timeout_error" if timeout else "api_error") if ctx.protocol == ANTHROPIC else (
                     "timeout" if timeout else "upstream_error")
-                yield adapter.error_bytes(err_type, f"Upstream {message}; the response is incomplete.")
+                yield adapter.error_bytes(err_type, f"{_sentence(message)}; the response is incomplete.")
         except (asyncio.CancelledError, GeneratorExit):
             # the client went away mid-stream: read on for the upstream's final usage
             handed_off = True
@@ -372,6 +372,15 @@ class Relay:
                     await asyncio.sleep(0.05 * 2**attempt)
         finally:
             release()
+
+
+def _sentence(message: str) -> str:
+    """An upstream failure as the start of a sentence for the caller. The messages already
+    name the upstream ("upstream sent nothing for 5s"); others get an "Upstream error:" lead."""
+    message = message.strip().rstrip(".")
+    if "upstream" in message.lower():
+        return message[:1].upper() + message[1:]
+    return f"Upstream error: {message}"
 
 
 def _convert(adapter: Adapter, events: list[SSEEvent], *,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import anthropic
+import httpx
 import openai
 import pytest
 
@@ -99,6 +100,27 @@ def assert_settled_uncharged(t: Tenant, start_balance: int) -> Any:
     assert rec.input_tokens == rec.output_tokens == 0, (rec.input_tokens, rec.output_tokens)
     assert t.balance() == start_balance
     return rec
+
+
+def assert_error(r: httpx.Response, status: int, protocol: str, *, err_type: str | None = None,
+                 code: str | None = None) -> dict[str, Any]:
+    assert r.status_code == status, (r.status_code, r.text)
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()
+    if protocol == "openai":
+        assert set(body) == {"error"}, body
+        err = body["error"]
+        assert set(err) >= {"message", "type", "param", "code"}, err
+        if code is not None:
+            assert err["code"] == code, err
+    else:
+        assert body["type"] == "error", body
+        err = body["error"]
+        assert set(err) >= {"type", "message"}, err
+    if err_type is not None:
+        assert err["type"] == err_type, err
+    assert isinstance(err["message"], str) and err["message"]
+    return err
 
 
 def reset_channels(env: Env) -> None:

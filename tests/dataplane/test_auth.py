@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from tests.dataplane.conftest import MSGS, Tenant, an_client, oa_client
+from tests.dataplane.conftest import MSGS, Tenant, an_client, assert_error, oa_client
 
 OA_BODY = {"model": "gpt-test", "messages": MSGS}
 AN_BODY = {"model": "claude-test", "max_tokens": 16, "messages": MSGS}
@@ -33,27 +33,6 @@ ENDPOINTS = [
 
 def _send(env: Any, method: str, path: str, body: Any, headers: dict[str, str]) -> httpx.Response:
     return httpx.request(method, env.url + path, json=body, headers=headers, timeout=20)
-
-
-def assert_error(r: httpx.Response, status: int, protocol: str, *, err_type: str | None = None,
-                 code: str | None = None) -> dict[str, Any]:
-    assert r.status_code == status, (r.status_code, r.text)
-    assert r.headers["content-type"].startswith("application/json")
-    body = r.json()
-    if protocol == "openai":
-        assert set(body) == {"error"}, body
-        err = body["error"]
-        assert set(err) >= {"message", "type", "param", "code"}, err
-        if code is not None:
-            assert err["code"] == code, err
-    else:
-        assert body["type"] == "error", body
-        err = body["error"]
-        assert set(err) >= {"type", "message"}, err
-    if err_type is not None:
-        assert err["type"] == err_type, err
-    assert isinstance(err["message"], str) and err["message"]
-    return err
 
 
 def _refusals(env: Any, key: str, deleted_key: str) -> list[tuple[str, dict[str, str]]]:

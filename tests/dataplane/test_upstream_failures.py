@@ -113,8 +113,12 @@ MID_STREAM = [
     ("stall_idle_timeout", dict(stall_mid_stream=8, stall_after=3), "timeout"),
     ("truncated_sse", dict(truncated_sse=3), "upstream_error"),
     ("error_event", dict(error_event_mid_stream=3, error_message="model overloaded, sorry"), "upstream_error"),
-    ("malformed_json", dict(malformed_json=3), "upstream_error"),
 ]
+# An OpenAI passthrough parses every chunk, so a malformed one becomes the gateway's error
+# event; an Anthropic passthrough does not parse content_block_delta (by design: cheap usage
+# capture), so a malformed delta is relayed as it came (test_anthropic_malformed_delta_...).
+MID_STREAM_PARAMS = [pytest.param(*c, p, id=f"{c[0]}-{p}") for c in MID_STREAM for p in PROTOCOLS] + [
+    pytest.param("malformed_json", dict(malformed_json=3), "upstream_error", "openai", id="malformed_json-openai")]
 
 
 def _stream_with_sdk(t: Tenant, protocol: str) -> tuple[list[Any], BaseException | None]:
@@ -132,8 +136,7 @@ def _stream_with_sdk(t: Tenant, protocol: str) -> tuple[list[Any], BaseException
     return seen, None
 
 
-@pytest.mark.parametrize("protocol", PROTOCOLS)
-@pytest.mark.parametrize("fault,fields,rec_status", MID_STREAM, ids=[c[0] for c in MID_STREAM])
+@pytest.mark.parametrize("fault,fields,rec_status,protocol", MID_STREAM_PARAMS)
 def test_failure_mid_stream_reaches_the_client_as_an_error(denv, tenant, fault, fields, rec_status, protocol):
     _short_timeouts(denv, idle_timeout=1.0)
     start = tenant.balance()
@@ -157,8 +160,7 @@ def test_failure_mid_stream_reaches_the_client_as_an_error(denv, tenant, fault, 
         assert denv.upstream.wait_until(lambda u: u.client_disconnects == 1, 5)
 
 
-@pytest.mark.parametrize("protocol", PROTOCOLS)
-@pytest.mark.parametrize("fault,fields,rec_status", MID_STREAM, ids=[c[0] for c in MID_STREAM])
+@pytest.mark.parametrize("fault,fields,rec_status,protocol", MID_STREAM_PARAMS)
 def test_mid_stream_failure_wire_format(denv, tenant, fault, fields, rec_status, protocol):
     """Raw bytes: whatever arrived is followed by exactly one terminal error event in the
     caller's protocol, and nothing after it (no [DONE] / message_stop)."""
@@ -178,6 +180,16 @@ def test_mid_stream_failure_wire_format(denv, tenant, fault, fields, rec_status,
     assert r.text.endswith("\n\n")
     rec = tenant.only_record()
     assert rec.status == rec_status and rec.cost_micro == 0
+
+
+def test_anthropic_malformed_delta_is_relayed_not_swallowed(denv, tenant):
+    """Passthrough: the upstream's broken delta reaches the client, whose SDK fails on it (not a
+    clean end); the upstream completed its stream and reported usage, so that usage is billed."""
+    denv.upstream.enqueue(Script(text="one two three four", malformed_json=3))
+    seen, exc = _stream_with_sdk(tenant, "anthropic")
+    assert seen and isinstance(exc, ValueError), repr(exc)  # json.JSONDecodeError
+    rec = tenant.only_record()
+    assert rec.status == "ok" and rec.usage_source == "upstream"
 
 
 NONSTREAM_BODY_FAULTS = [
@@ -277,3 +289,16 @@ def test_last_event_without_its_blank_line_still_completes(denv, tenant):
     chunks = list(tenant.oa.chat.completions.create(model="gpt-test", messages=MSGS, stream=True))
     assert [c.choices[0].delta.content for c in chunks] == ["fine"]
     assert tenant.only_record().status == "ok"
+
+
+def test_failure_messages_read_well(denv, tenant):
+    _short_timeouts(denv, first_byte_timeout=1.0, idle_timeout=1.0)
+    denv.upstream.enqueue(Script(stall_before_headers=8))
+    msg = assert_error(_raw(denv, tenant, "openai", False), 504, "openai")["message"]
+    assert msg.startswith("Upstream did not answer within 1s"), msg
+    denv.upstream.enqueue(Script(truncated_sse=2))
+    text = _raw(denv, tenant, "anthropic", True).text
+    assert "Upstream stream ended" in text and "pstream upstream" not in text.lower(), text
+    denv.upstream.enqueue(Script(malformed_json=True))
+    msg = assert_error(_raw(denv, tenant, "openai", False), 502, "openai")["message"]
+    assert msg.startswith("Upstream error: ") and "upstream upstream" not in msg.lower(), msg

@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.console.conftest import ConsoleClient
 from tests.support.gateway import ThreadedGateway, make_settings
 
 USER_PAGES = ["/", "/keys", "/usage", "/billing", "/models", "/docs", "/account", "/key-usage"]

@@ -233,3 +233,39 @@ def test_next_parameter_is_same_site_only(env: Any, client_for: Any) -> None:
         c.get("/login")
         r = c.post("/login", {"email": "n@example.com", "password": "password123", "next": nxt})
         assert r.status_code == 303 and r.headers["location"] == expected, nxt
+
+
+def test_throttle_is_shared_through_redis_and_survives_its_loss(tmp_path: Path) -> None:
+    """Two workers (two Throttle objects) count failed sign-ins together through Redis; with
+    Redis unreachable the count falls back to the process instead of failing sign-in."""
+    import asyncio
+    import os
+    import uuid
+
+    from a2agent.config import load_settings
+    from a2agent.console.session import Throttle
+
+    url = os.environ.get("A2AGENT_TEST_REDIS", "redis://127.0.0.1:6379/0")
+    ident = f"{uuid.uuid4().hex}@example.com"
+
+    async def run(redis_url: str) -> tuple[int, int]:
+        settings = load_settings(environ={"A2AGENT_DATA_DIR": str(tmp_path),
+                                          "A2AGENT_REDIS_URL": redis_url}, materialize=False)
+        one, two = Throttle(settings), Throttle(settings)
+        for _ in range(4):
+            await one.hit("login-email", ident)
+            await two.hit("login-email", ident)
+        shared = await two.blocked("login-email", ident)
+        await one.clear("login-email", ident)
+        return shared, await one.blocked("login-email", ident)
+
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except Exception:  # noqa: BLE001
+        pytest.skip(f"no Redis at {url}")
+    blocked, after_clear = asyncio.run(run(url))
+    assert blocked > 500 and after_clear == 0
+    down_blocked, _ = asyncio.run(run("redis://127.0.0.1:1/0"))
+    assert down_blocked == 0  # per-process fallback: each object counted only its own 4

@@ -11,9 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -27,6 +29,8 @@ from starlette.responses import Response
 from a2agent.config import Settings
 from a2agent.store.db import Database
 from a2agent.store.models import Account, ConsoleSession, utcnow
+
+log = logging.getLogger("a2agent.console")
 
 SESSION_COOKIE = "a2a_session"
 ANON_COOKIE = "a2a_csrf"  # double-submit token for forms shown before sign-in
@@ -186,27 +190,37 @@ class Throttle:
     }
 
     def __init__(self, settings: Settings) -> None:
-        storage = storage_from_string("async+memory://")
+        self._memory = MovingWindowRateLimiter(storage_from_string("async+memory://"))
+        self._limiter = self._memory
         if settings.redis_url and settings.redis_url.startswith(("redis://", "rediss://")):
             # redis-py is the client the project ships (limits defaults to coredis)
             storage = storage_from_string("async+" + settings.redis_url, implementation="redispy",
                                           key_prefix="a2a-login")
-        self._limiter = MovingWindowRateLimiter(storage)
+            self._limiter = MovingWindowRateLimiter(storage)
         self._items = {name: parse(rule) for name, rule in self.RULES.items()}
+
+    async def _call(self, method: str, rule: str, ident: str) -> Any:
+        args = (self._items[rule], "console", rule, ident.lower())
+        try:
+            return await getattr(self._limiter, method)(*args)
+        except Exception:  # noqa: BLE001 - shared storage down: keep counting in this process
+            if self._limiter is self._memory:
+                raise
+            log.warning("console throttle: Redis unavailable, counting attempts in this process")
+            return await getattr(self._memory, method)(*args)
 
     async def blocked(self, rule: str, ident: str) -> int:
         """Seconds until another attempt is allowed (0 = allowed now). Does not count."""
-        item = self._items[rule]
-        if await self._limiter.test(item, "console", rule, ident.lower()):
+        if await self._call("test", rule, ident):
             return 0
-        stats = await self._limiter.get_window_stats(item, "console", rule, ident.lower())
+        stats = await self._call("get_window_stats", rule, ident)
         return max(int(stats.reset_time - time.time()) + 1, 1)
 
     async def hit(self, rule: str, ident: str) -> None:
-        await self._limiter.hit(self._items[rule], "console", rule, ident.lower())
+        await self._call("hit", rule, ident)
 
     async def clear(self, rule: str, ident: str) -> None:
-        await self._limiter.clear(self._items[rule], "console", rule, ident.lower())
+        await self._call("clear", rule, ident)
 
 
 def wait_message(seconds: int) -> str:

@@ -94,13 +94,25 @@ class Gateway:
         _ = os
         return n
 
+    def channel_states(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for ch in self.services.catalog._snapshot.channels.values():
+            st = self.health.state(ch)
+            out[ch.name] = {"state": self.health.describe(ch), "in_flight": st.in_flight,
+                            "consecutive_failures": st.consecutive_failures}
+        return out
+
     async def _beat(self) -> None:
+        import json
+
+        states = json.dumps(self.channel_states())
         async with self.services.db.write() as s:
             row = await s.get(Instance, self.services.instance_id)
             if row is None:
-                s.add(Instance(id=self.services.instance_id, heartbeat_at=utcnow()))
+                s.add(Instance(id=self.services.instance_id, heartbeat_at=utcnow(), channel_states=states))
             else:
                 row.heartbeat_at = utcnow()
+                row.channel_states = states
 
     async def _heartbeat_loop(self) -> None:
         n = 0

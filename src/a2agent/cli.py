@@ -337,9 +337,14 @@ async def channel_add(services: Services, name: str, protocol: str, base_url: st
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @run_async
 async def channel_list(services: Services, as_json: bool) -> None:
-    """List channels (credentials are never shown)."""
-    rows = [
-        {
+    """List channels with circuit state, recent error rate and latency (credentials never shown)."""
+    from a2agent.routing.status import channel_status
+
+    status = await channel_status(services)
+    rows = []
+    for c in await services.catalog.list_channels():
+        st = status.get(c.name, {})
+        rows.append({
             "name": c.name,
             "protocol": c.protocol,
             "base_url": c.base_url,
@@ -347,15 +352,44 @@ async def channel_list(services: Services, as_json: bool) -> None:
             "weight": c.weight,
             "enabled": c.enabled,
             "has_api_key": bool(c.api_key),
-        }
-        for c in await services.catalog.list_channels()
-    ]
+            "circuit": st.get("circuit", "closed"),
+            "requests_15m": st.get("requests_15m", 0),
+            "error_rate_15m": st.get("error_rate_15m"),
+            "p50_ttfb_ms": st.get("p50_ttfb_ms"),
+        })
     if as_json:
         _echo_json(rows)
         return
     for r in rows:
-        click.echo(f"{r['name']:20} {r['protocol']:10} {r['base_url']:40} priority {r['priority']} "
-                   f"weight {r['weight']} {'enabled' if r['enabled'] else 'disabled'}")
+        err = "-" if r["error_rate_15m"] is None else f"{r['error_rate_15m']:.0%}"
+        lat = "-" if r["p50_ttfb_ms"] is None else f"{r['p50_ttfb_ms']} ms"
+        click.echo(f"{r['name']:16} {r['protocol']:9} {r['base_url']:36} prio {r['priority']:<3} "
+                   f"weight {r['weight']:<3} {'enabled ' if r['enabled'] else 'disabled'} "
+                   f"circuit {r['circuit']:8} 15m: {r['requests_15m']} req, errors {err}, p50 {lat}")
+
+
+@channel.command("test")
+@click.argument("name")
+@run_async
+async def channel_test(services: Services, name: str) -> None:
+    """Send a tiny real request (1 output token) to the channel and report the outcome."""
+    from types import SimpleNamespace
+
+    from a2agent.providers.upstream import UpstreamPool
+    from a2agent.routing.probe import probe_channel
+
+    await services.catalog.get_channel(name)  # NotFound → one clear line
+    pool = UpstreamPool(services.settings)
+    try:
+        result = await probe_channel(SimpleNamespace(services=services, settings=services.settings, pool=pool),
+                                     name)
+    finally:
+        await pool.close()
+    status = result["status"] if result["status"] is not None else "-"
+    click.echo(f"{name}: {'ok' if result['ok'] else 'FAILED'} (HTTP {status}, {result['latency_ms']} ms) "
+               f"{result['message']}")
+    if not result["ok"]:
+        sys.exit(1)
 
 
 @channel.command("remove")

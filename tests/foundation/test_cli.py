@@ -171,3 +171,27 @@ def test_cli_changes_hold_on_the_running_servers_next_request(tmp_path: Path, up
         with pytest.raises(openai.AuthenticationError):
             client.chat.completions.create(model="m", messages=msgs)
         assert httpx.get(gw.url + "/healthz").status_code == 200
+
+
+def test_channel_test_and_status(tmp_path: Path, upstream) -> None:
+    from tests.support.script import Script
+
+    env = {"A2AGENT_DATA_DIR": str(tmp_path / "data")}
+    ok("channel", "add", "good", "--protocol", "openai", "--base-url", upstream.openai_base, env=env)
+    ok("channel", "add", "anth", "--protocol", "anthropic", "--base-url", upstream.anthropic_base,
+       "--api-key", "secret-x", env=env)
+    ok("model", "add", "m", "--channel", "good", "--upstream-model", "up-m", "--input-price", "1",
+       "--output-price", "1", env=env)
+    out = ok("channel", "test", "good", env=env)
+    assert "good: ok (HTTP 200" in out
+    probe = upstream.requests[-1]
+    assert probe.json["model"] == "up-m" and probe.json["max_tokens"] == 1
+    assert "anth: ok" in ok("channel", "test", "anth", env=env)
+    assert upstream.requests[-1].headers["x-api-key"] == "secret-x"
+    upstream.enqueue(Script(status=401, error_message="bad upstream key"))
+    result = run_cli("channel", "test", "good", env=env)
+    assert result.returncode == 1 and "HTTP 401" in result.stdout and "bad upstream key" in result.stdout
+    assert "no channel" in fails("channel", "test", "nope", env=env)
+    rows = json.loads(ok("channel", "list", "--json", env=env))
+    assert {r["name"]: r["circuit"] for r in rows} == {"good": "closed", "anth": "closed"}
+    assert all("secret-x" not in json.dumps(r) for r in rows)

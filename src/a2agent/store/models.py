@@ -270,3 +270,4 @@ class Instance(Base):
 
     id: Mapped[str] = mapped_column(String(120), primary_key=True)
     heartbeat_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    channel_states: Mapped[str | None] = mapped_column(Text)  # JSON: breaker state per channel

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 11:05:46.080444
+Create Date: 2026-11-28 11:23:53.830087
 """
 
 from alembic import op
@@ -80,6 +80,7 @@ def upgrade() -> None:
     op.create_table('instances',
     sa.Column('id', sa.String(length=120), nullable=False),
     sa.Column('heartbeat_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('channel_states', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
     op.create_table('model_prices',

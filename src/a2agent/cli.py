@@ -314,6 +314,26 @@ def channel() -> None:
     """Upstream channels."""
 
 
+def _channel_tuning(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Per-channel limits shared by `channel add` and `channel update`."""
+    for name, kind, text in (
+        ("--connect-timeout", float, "Seconds to connect."),
+        ("--first-byte-timeout", float, "Seconds from request to response headers."),
+        ("--idle-timeout", float, "Seconds allowed between stream chunks."),
+        ("--total-timeout", float, "Seconds for the whole exchange."),
+        ("--max-concurrency", int, "Requests in flight to this channel (per instance)."),
+        ("--max-queue", int, "Requests waiting when at --max-concurrency; more get 429."),
+        ("--max-response-bytes", int, "Largest upstream response."),
+    ):
+        f = click.option(name, type=click.FloatRange(min=0.001) if kind is float else click.IntRange(min=0),
+                         default=None, help=text)(f)
+    return f
+
+
+def _tuning_values(**kw: Any) -> dict[str, Any]:
+    return {k: v for k, v in kw.items() if v is not None}
+
+
 @channel.command("add")
 @click.argument("name")
 @click.option("--protocol", type=click.Choice(["openai", "anthropic"]), required=True)
@@ -323,14 +343,34 @@ def channel() -> None:
 @click.option("--priority", type=int, default=0, help="Higher is tried first.")
 @click.option("--weight", type=click.IntRange(min=1), default=1)
 @click.option("--reasoning", is_flag=True, help="Upstream accepts OpenAI reasoning_effort.")
+@_channel_tuning
 @run_async
 async def channel_add(services: Services, name: str, protocol: str, base_url: str,
-                      api_key: str | None, priority: int, weight: int, reasoning: bool) -> None:
+                      api_key: str | None, priority: int, weight: int, reasoning: bool, **tuning: Any) -> None:
     """Add an upstream channel."""
     await services.catalog.add_channel(name, protocol=protocol, base_url=base_url, api_key=api_key,
-                                       priority=priority, weight=weight,
-                                       supports_reasoning=reasoning)
+                                       priority=priority, weight=weight, supports_reasoning=reasoning)
+    if values := _tuning_values(**tuning):
+        await services.catalog.update_channel(name, **values)
     click.echo(f"channel {name} added ({protocol}, {base_url})")
+
+
+@channel.command("update")
+@click.argument("name")
+@click.option("--base-url", default=None)
+@click.option("--api-key", default=None)
+@click.option("--priority", type=int, default=None)
+@click.option("--weight", type=click.IntRange(min=1), default=None)
+@click.option("--enable/--disable", "enabled", default=None, help="Take the channel in or out of service.")
+@_channel_tuning
+@run_async
+async def channel_update(services: Services, name: str, **values: Any) -> None:
+    """Change a channel; takes effect on the next request everywhere."""
+    changes = _tuning_values(**values)
+    if not changes:
+        raise CliError("nothing to change: give at least one option")
+    await services.catalog.update_channel(name, **changes)
+    click.echo(f"channel {name} updated: {', '.join(sorted(changes))}")
 
 
 @channel.command("list")

@@ -177,7 +177,8 @@ class UpstreamPool:
             raise UpstreamError("connect", f"could not connect to upstream: {_describe(exc)}") from None
         except (aiohttp.ClientError, ConnectionError) as exc:
             raise UpstreamError("reset", f"upstream connection failed: {_describe(exc)}") from None
-        return UpstreamResponse(resp, t, deadline, self.settings.upstream_max_response_bytes)
+        return UpstreamResponse(resp, t, deadline,
+                                ch.max_response_bytes or self.settings.upstream_max_response_bytes)
 
     def open_connections(self) -> int:
         total = 0

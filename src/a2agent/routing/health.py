@@ -66,6 +66,10 @@ class ChannelHealth:
             return "half_open"
         return st.state
 
+    def retry_in(self, channels: list[ChannelInfo]) -> tuple[int, str]:
+        """(seconds until one of these channels may be used again, why) when none may now."""
+        return _retry_in(self, channels)
+
     def available(self, ch: ChannelInfo) -> bool:
         if not ch.enabled:
             return False
@@ -136,6 +140,27 @@ class ChannelHealth:
         if was_probe or st.consecutive_failures >= self.failure_threshold:
             st.state = "open"
             st.opened_at = time.monotonic()
+
+
+def _ceil(x: float) -> int:
+    return max(int(x) + (1 if x > int(x) else 0), 1)
+
+
+def _retry_in(health: "ChannelHealth", channels: list[ChannelInfo]) -> tuple[int, str]:
+    now = time.monotonic()
+    waits: list[tuple[float, str]] = []
+    for ch in channels:
+        if not ch.enabled:
+            continue
+        st = health.state(ch)
+        if st.blocked_until > now:
+            waits.append((st.blocked_until - now, "rate_limited"))
+        elif st.state in ("open", "half_open"):
+            waits.append((max(health.cooldown - (now - st.opened_at), 1.0), "circuit_open"))
+    if not waits:
+        return 0, "none"
+    wait, why = min(waits)
+    return _ceil(wait), why
 
 
 class Selector:

@@ -96,8 +96,7 @@ class Relay:
         try:
             routes = self.selector.order(ctx.entry)
             if not routes:
-                raise ApiError(503, f"No upstream channel is available for model {ctx.entry.model_id}.",
-                               err_type="overloaded_error" if ctx.protocol == ANTHROPIC else "api_error")
+                raise self._no_channel_error(ctx)
             # adapters validate/translate the body first: a 400 must not cost a pending record
             adapter, route = self.adapter_for(ctx, routes[0]), routes[0]
             await self.services.ledger.open_request(
@@ -124,6 +123,22 @@ class Relay:
                 headers={"cache-control": "no-cache", "x-request-id": ctx.request_id, **adapter.headers()},
             )
         return await self._complete(ctx, pending, adapter, route, resp, release)
+
+    def _no_channel_error(self, ctx: RequestContext) -> ApiError:
+        """Every route is out: rate limited by the upstream (429 + its Retry-After), circuit open
+        (503 until the cool-down ends), or disabled."""
+        model = ctx.entry.model_id
+        wait, why = self.health.retry_in([r.channel for r in ctx.entry.routes])
+        headers = {"retry-after": str(wait)} if wait else {}
+        if why == "rate_limited":
+            return ApiError(429, f"The upstream for {model} is rate limited; retry after {wait} s.",
+                            code="upstream_rate_limited", headers=headers)
+        if why == "circuit_open":
+            return ApiError(503, f"The upstream for {model} is failing and was taken out of service; "
+                                 f"retry after {wait} s.", code="upstream_unavailable", headers=headers,
+                            err_type="overloaded_error" if ctx.protocol == ANTHROPIC else "api_error")
+        return ApiError(503, f"No upstream channel is available for model {model}.",
+                        code="no_channel", err_type="overloaded_error" if ctx.protocol == ANTHROPIC else "api_error")
 
     # ---- connecting, with failover before the first byte ------------------------------------
     async def _connect(self, ctx: RequestContext, routes: list[Route], adapter: Adapter,

@@ -1,0 +1,271 @@
+"""Where does the gateway spend its CPU per request? Runs the benchmark's setup, sends one
+scenario's request through the real gateway process for a bounded time, and prints:
+
+* the gateway's CPU per request by thread (from /proc/<pid>/task/*/stat: no tool needed);
+* with ``--tool yappi`` (default): per-function CPU time over every thread (yappi's CPU clock;
+  the gateway runs under bench/_yappi_serve.py), self and inclusive, as % of profiled CPU,
+  plus self time per package;
+* with ``--tool py-spy``: sampled stacks of the unmodified process (low overhead, but its idle
+  detection counts aiosqlite's worker waiting on its queue as busy, so read shares with care).
+
+Both tools are investigation aids, not project dependencies::
+
+    .venv/bin/pip install yappi py-spy
+    .venv/bin/python bench/hotspots.py [--tool yappi|py-spy] [--seconds 10] [--concurrency 16]
+                                      [--scenario nonstream|stream|anthropic] [--json FILE]
+
+Profilers slow the gateway (yappi roughly doubles Python call costs): compare shares, and
+take absolute CPU per request from bench/run.py. Loopback only; bounded in time and count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness  # noqa: E402
+import load  # noqa: E402
+from run import QUICK, Bench  # noqa: E402
+
+BENCH_DIR = Path(__file__).resolve().parent
+
+
+# ---- per-thread CPU --------------------------------------------------------------------------
+def thread_delta(pid: int, before: dict, after: dict, requests: int) -> list[dict]:
+    rows = []
+    for tid, (u1, s1) in sorted(after.items()):
+        u0, s0 = before.get(tid, (0.0, 0.0))
+        du, ds = u1 - u0, s1 - s0
+        if du + ds <= 0:
+            continue
+        rows.append({"thread": "main (event loop)" if tid == pid else f"worker {tid}",
+                     "user_us": round(du / requests * 1e6), "sys_us": round(ds / requests * 1e6)})
+    return rows
+
+
+# ---- buckets ---------------------------------------------------------------------------------
+def package_of(path: str) -> str:
+    """A short bucket for a source file: a2agent.<subpackage>, a library, or a stdlib module."""
+    p = path.replace("\\", "/")
+    for marker in ("site-packages/", "/src/", "/lib/python3"):
+        if marker in p:
+            p = p.split(marker, 1)[1]
+            if marker == "/lib/python3":
+                p = p.split("/", 1)[-1]
+            break
+    parts = [x for x in p.split("/") if x]
+    if not parts:
+        return "?"
+    if parts[0] == "a2agent" and len(parts) > 2:
+        return "a2agent." + parts[1]
+    return parts[0].removesuffix(".py")
+
+
+def short(path: str) -> str:
+    for marker in ("site-packages/", "/src/", "/lib/python3.11/"):
+        if marker in path:
+            return path.split(marker, 1)[1]
+    return path
+
+
+# ---- yappi -----------------------------------------------------------------------------------
+def yappi_summary(data: dict, top: int) -> dict:
+    funcs = data["funcs"]
+    total = sum(f["tsub"] for f in funcs) or 1e-9
+
+    def name(f: dict) -> str:
+        where = "builtin" if f["builtin"] and not f["module"].endswith(".py") else f"{short(f['module'])}:{f['line']}"
+        return f"{f['name']} ({where})"
+
+    by_self = sorted(funcs, key=lambda f: f["tsub"], reverse=True)[:top]
+    by_incl = sorted(funcs, key=lambda f: f["ttot"], reverse=True)
+    pkg: Counter = Counter()
+    for f in funcs:
+        pkg["builtins (C: sqlite3, sockets, locks, ...)" if f["builtin"] and not f["module"].endswith(".py")
+            else package_of(f["module"])] += f["tsub"]
+    return {
+        "profiled_cpu_s": round(total, 3),
+        "self": [(name(f), round(100 * f["tsub"] / total, 1), f["ncall"]) for f in by_self],
+        "inclusive": [(name(f), round(100 * f["ttot"] / total, 1), f["ncall"]) for f in by_incl
+                      if f["ttot"] / total < 0.995][:top],
+        "package_self": [(k, round(100 * v / total, 1), None) for k, v in pkg.most_common(top)],
+    }
+
+
+# ---- py-spy ----------------------------------------------------------------------------------
+def find_py_spy() -> str | None:
+    local = Path(sys.executable).parent / "py-spy"
+    return str(local) if local.exists() else shutil.which("py-spy")
+
+
+def _aiosqlite_idle_frame() -> str:
+    """py-spy's frame for aiosqlite's worker parked in `tx.get()` (it is sampled as busy)."""
+    import inspect
+
+    import aiosqlite.core as core
+
+    lines, start = inspect.getsourcelines(core._connection_worker_thread)
+    n = next(start + i for i, text in enumerate(lines) if "tx.get()" in text)
+    return f"_connection_worker_thread (aiosqlite/core.py:{n})"
+
+
+def pyspy_summary(raw: Path, top: int) -> dict:
+    """py-spy --format raw: 'frame;frame;...;leaf count' per line, root first; frames look like
+    'func (path:line)'. Samples of aiosqlite's worker parked on its queue are dropped."""
+    self_t: Counter = Counter()
+    incl: Counter = Counter()
+    pkg: Counter = Counter()
+    total = 0
+    idle_leaf = _aiosqlite_idle_frame()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        leaf = frames[-1]
+        if leaf == idle_leaf:
+            continue
+        n = int(count)
+        total += n
+
+        def lab(f: str) -> str:
+            return f.rsplit(":", 1)[0] + ")" if ":" in f else f
+
+        self_t[lab(leaf)] += n
+        pkg[package_of(leaf.rsplit("(", 1)[-1].split(":")[0])] += n
+        for f in {lab(x) for x in frames}:
+            incl[f] += n
+    total = total or 1
+    return {
+        "samples": total,
+        "self": [(k, round(100 * v / total, 1), None) for k, v in self_t.most_common(top)],
+        "inclusive": [(k, round(100 * v / total, 1), None) for k, v in incl.most_common(top * 3)
+                      if v / total < 0.995][:top],
+        "package_self": [(k, round(100 * v / total, 1), None) for k, v in pkg.most_common(top)],
+    }
+
+
+# ---- driving ---------------------------------------------------------------------------------
+async def drive(bench: Bench, scenario: str, concurrency: int, seconds: float, max_requests: int) -> dict:
+    _direct, gateway = bench.targets(scenario)
+    async with load.session(concurrency) as s:
+        errors = load.Errors()
+        res = await load.saturate(s, gateway, concurrency, max_requests, seconds, errors)
+        res["errors"] = dict(errors.counts)
+        return res
+
+
+def wait_file(path: Path, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tool", choices=("yappi", "py-spy"), default="yappi")
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--max-requests", type=int, default=20000)
+    ap.add_argument("--scenario", choices=("nonstream", "stream", "anthropic"), default="nonstream")
+    ap.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--json", type=Path, help="also write the summary here")
+    args = ap.parse_args(argv)
+    if args.tool == "py-spy" and find_py_spy() is None:
+        ap.error("py-spy not found: .venv/bin/pip install py-spy")
+    if args.tool == "yappi":
+        try:
+            import yappi  # noqa: F401
+        except ImportError:
+            ap.error("yappi not found: .venv/bin/pip install yappi")
+
+    data_dir = Path(tempfile.mkdtemp(prefix="a2agent-prof-"))
+    out = data_dir / "profile.json"
+    upstream = harness.spawn_upstream()
+    gw = None
+    try:
+        key = harness.prepare(data_dir, upstream)
+        if args.tool == "yappi":
+            gw = harness.start_gateway(data_dir, launcher=[sys.executable, str(BENCH_DIR / "_yappi_serve.py")],
+                                       extra_env={"A2AGENT_BENCH_PROFILE_OUT": str(out)})
+        else:
+            gw = harness.start_gateway(data_dir)
+        bench = Bench(QUICK, gw, upstream.url, key, harness.Records(data_dir / "a2agent.db"))
+        asyncio.run(drive(bench, args.scenario, args.concurrency, 3.0, 500))  # warm-up, not profiled
+        time.sleep(0.5)
+        spy = None
+        if args.tool == "yappi":
+            os.kill(gw.pid, signal.SIGUSR1)
+        else:
+            raw = data_dir / "stacks.txt"
+            spy = subprocess.Popen([find_py_spy(), "record", "--pid", str(gw.pid), "--rate", str(args.rate),
+                                    "--format", "raw", "--output", str(raw), "--nonblocking",
+                                    "--duration", str(int(args.seconds) + 2)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        c0, t0 = gw.cpu(), harness.thread_cpu(gw.pid)
+        res = asyncio.run(drive(bench, args.scenario, args.concurrency, args.seconds, args.max_requests))
+        bench.records.wait_settled(1, timeout=5)
+        time.sleep(0.5)  # let the last settlements finish inside the window
+        c1, t1 = gw.cpu(), harness.thread_cpu(gw.pid)
+        per_thread = thread_delta(gw.pid, t0, t1, max(res["ok"], 1))
+        if args.tool == "yappi":
+            os.kill(gw.pid, signal.SIGUSR2)
+            if not wait_file(out, 60):
+                print("the profiled gateway wrote no profile", file=sys.stderr)
+                return 1
+            summary = yappi_summary(json.loads(out.read_text()), args.top)
+        else:
+            try:
+                _, err = spy.communicate(timeout=args.seconds + 60)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                _, err = spy.communicate()
+            if spy.returncode != 0 or not raw.exists():
+                print(f"py-spy failed ({spy.returncode}): {err.strip()[-800:]}", file=sys.stderr)
+                return 1
+            summary = pyspy_summary(raw, args.top)
+    finally:
+        if gw is not None:
+            gw.stop()
+        upstream.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+    report = {"tool": args.tool, "scenario": args.scenario, "concurrency": args.concurrency,
+              "requests_ok": res["ok"], "rps": round(res["rps"], 1), "errors": res["errors"],
+              "gateway_cpu_us_per_request_under_profiler": round((c1 - c0) / max(res["ok"], 1) * 1e6),
+              "per_thread": per_thread, **summary}
+    print(f"{args.scenario} at concurrency {args.concurrency} under {args.tool}: {res['ok']} requests "
+          f"({res['rps']:.0f}/s), errors {res['errors']}; gateway CPU "
+          f"{report['gateway_cpu_us_per_request_under_profiler']} µs per request under the profiler")
+    print("\nGateway CPU per request by thread (/proc, profiler included):")
+    for r in per_thread:
+        print(f"  {r['thread']:<20} user {r['user_us']:6} µs   sys {r['sys_us']:6} µs")
+    for title, key in (("Self time", "self"), ("Inclusive time", "inclusive"), ("Self time by package", "package_self")):
+        print(f"\n{title} (% of profiled CPU{', calls' if args.tool == 'yappi' and key != 'package_self' else ''}):")
+        for name, pct, calls in summary[key]:
+            print(f"  {pct:5.1f}%  {name}" + (f"   [{calls}]" if calls is not None else ""))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

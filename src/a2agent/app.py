@@ -59,6 +59,12 @@ class Gateway:
         self._heartbeat: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        snapshot = await self.services.catalog.snapshot(await self.services.catalog.current_version())
+        if "local" in snapshot.channels:
+            from a2agent.providers.local_model import register_local_counter
+
+            # the local model omits usage in streams: count with its own tokenizer
+            await asyncio.to_thread(register_local_counter, self)
         await self._beat()
         recovered = await self.recover()
         if recovered:

@@ -43,7 +43,8 @@ class Cluster:
 
 def _cluster(tmp_path: Path, db: str, redis_url: str, n: int = 3) -> Iterator[Cluster]:
     env = {"A2AGENT_DATA_DIR": str(tmp_path / "data"), "A2AGENT_DATABASE_URL": db,
-           "A2AGENT_REDIS_URL": redis_url, "A2AGENT_DISCONNECT_DRAIN_SECONDS": "2"}
+           "A2AGENT_REDIS_URL": redis_url, "A2AGENT_DISCONNECT_DRAIN_SECONDS": "2",
+           "A2AGENT_DB_POOL_SIZE": "4", "A2AGENT_DB_MAX_OVERFLOW": "4"}
     assert run_cli("db", "upgrade", env=env).returncode == 0
     nodes = [GatewayProcess(tmp_path / "data", env=env) for _ in range(n)]
     try:

@@ -280,6 +280,10 @@ class Relay:
                     "timeout" if timeout else "upstream_error")
                 yield adapter.error_bytes(err_type, f"{_sentence(message)}; the response is incomplete.")
         except (asyncio.CancelledError, GeneratorExit):
+            if adapter.completed:
+                # the terminal event was relayed; the client closing before the upstream's
+                # body ended is a complete stream, settled below as such
+                raise
             # the client went away mid-stream: read on for the upstream's final usage
             handed_off = True
             self.tasks.spawn(self._drain(ctx, pending, adapter, route, resp, decoder, release),

@@ -50,11 +50,21 @@ class Adapter:
     def error_bytes(self, err_type: str, message: str) -> bytes:
         return stream_error_event(self.caller, err_type, message)
 
+    def keepalive(self) -> bytes:
+        """Sent while the upstream is silent, so client idle watchdogs stay quiet."""
+        return KEEPALIVE[self.caller]
+
     def response(self, data: dict[str, Any], raw: bytes) -> bytes:
         raise NotImplementedError
 
     def headers(self) -> dict[str, str]:
         return {}
+
+
+KEEPALIVE = {
+    ANTHROPIC: b'event: ping\ndata: {"type": "ping"}\n\n',
+    OPENAI: b": keep-alive\n\n",  # an SSE comment: OpenAI clients skip it
+}
 
 
 def _text_len(value: Any) -> int:

@@ -63,30 +63,37 @@ class UpstreamResponse:
         self.max_bytes = max_bytes
         self.received = 0
 
-    def _wait(self) -> float:
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
-            raise UpstreamError("total_timeout", "upstream exceeded the total time limit")
-        return min(self.timeouts.idle, remaining)
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """Body chunks as they arrive; idle and total timeouts; size limit."""
+    async def chunks(self, heartbeat: float | None = None) -> AsyncIterator[bytes]:
+        """Body chunks as they arrive; idle and total timeouts; size limit. With ``heartbeat``,
+        an empty chunk is yielded whenever the upstream was silent that long (the caller may
+        send a keep-alive); the idle timeout still counts from the last real chunk."""
         content = self._resp.content
+        last = time.monotonic()
         while True:
-            wait = self._wait()
+            now = time.monotonic()
+            if now >= self.deadline:
+                raise UpstreamError("total_timeout", "upstream exceeded the total time limit")
+            wait = min(self.timeouts.idle - (now - last), self.deadline - now)
+            if heartbeat is not None:
+                wait = min(wait, heartbeat)
             try:
-                async with asyncio.timeout(wait):
+                async with asyncio.timeout(max(wait, 0.001)):
                     chunk = await content.readany()
             except TimeoutError:
-                if time.monotonic() >= self.deadline:
+                now = time.monotonic()
+                if now >= self.deadline:
                     raise UpstreamError("total_timeout", "upstream exceeded the total time limit") from None
-                raise UpstreamError(
-                    "idle_timeout", f"upstream sent nothing for {self.timeouts.idle:g}s"
-                ) from None
+                if now - last >= self.timeouts.idle:
+                    raise UpstreamError(
+                        "idle_timeout", f"upstream sent nothing for {self.timeouts.idle:g}s"
+                    ) from None
+                yield b""
+                continue
             except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError) as exc:
                 raise UpstreamError("reset", f"upstream connection failed: {_describe(exc)}") from None
             if not chunk:
                 return
+            last = time.monotonic()
             self.received += len(chunk)
             if self.received > self.max_bytes:
                 raise UpstreamError("too_large", "upstream response exceeded the size limit")

@@ -29,6 +29,7 @@ from a2agent.translate.usage import Usage
 
 log = logging.getLogger("a2agent.relay")
 
+KEEPALIVE_SECONDS = 10.0  # ping a silent stream this often
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 
 
@@ -86,6 +87,7 @@ class Relay:
         self.limiter = limiter
         self.token_counter = token_counter
         self.metrics: Any = None
+        self.keepalive_seconds = KEEPALIVE_SECONDS
 
     # ---- entry point ----------------------------------------------------------------------
     async def run(self, ctx: RequestContext, release: Callable[[], None]) -> Response:
@@ -251,7 +253,10 @@ class Relay:
         handed_off = False
         try:
             try:
-                async for chunk in resp.chunks():
+                async for chunk in resp.chunks(heartbeat=self.keepalive_seconds):
+                    if not chunk:
+                        yield adapter.keepalive()
+                        continue
                     out, bad = _convert(adapter, decoder.feed(chunk))
                     if out:
                         yield out

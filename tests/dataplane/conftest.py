@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import secrets
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,7 +21,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import Env, _env
+from tests.conftest import PG_ADMIN_URL, Env, _env, _psql
 from tests.support.upstream import ScriptedUpstream
 
 MSGS = [{"role": "user", "content": "Say hello"}]
@@ -142,17 +143,45 @@ def assert_quiescent(env: Env) -> None:
 def shared_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp: Path = tmp_path_factory.mktemp("dataplane")
     with ScriptedUpstream() as up:
-        yield from _env(tmp, up, None, disconnect_drain_seconds=3.0)
+        yield from _env(tmp, up, None, disconnect_drain_seconds=1.5)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared_env_both(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    """Like shared_env, once on SQLite and once on a fresh PostgreSQL database."""
+    tmp: Path = tmp_path_factory.mktemp("dataplane_" + request.param)
+    db_url = None
+    if request.param == "postgresql":
+        name = "a2a_dp_" + uuid.uuid4().hex[:10]
+        _psql(f'CREATE DATABASE "{name}"')
+        db_url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    try:
+        with ScriptedUpstream() as up:
+            yield from _env(tmp, up, db_url, disconnect_drain_seconds=1.5)
+    finally:
+        if db_url is not None:
+            _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _reset(env: Env) -> Env:
+    env.upstream.clear()
+    env.upstream.set_default()
+    reset_channels(env)
+    return env
 
 
 @pytest.fixture
 def denv(shared_env: Env) -> Iterator[Env]:
     """The module's gateway, reset for one test (see the module docstring)."""
-    shared_env.upstream.clear()
-    shared_env.upstream.set_default()
-    reset_channels(shared_env)
-    yield shared_env
+    yield _reset(shared_env)
     assert_quiescent(shared_env)
+
+
+@pytest.fixture
+def denv_both(shared_env_both: Env) -> Iterator[Env]:
+    """denv on SQLite and on PostgreSQL."""
+    yield _reset(shared_env_both)
+    assert_quiescent(shared_env_both)
 
 
 @pytest.fixture

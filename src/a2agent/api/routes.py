@@ -204,7 +204,7 @@ async def list_models(request: Request) -> Response:
         return error_response(ANTHROPIC if anthropic_client else OPENAI, err)
     data = []
     for m in sorted(snapshot.models.values(), key=lambda m: m.model_id):
-        if not m.routes:
+        if not m.protocols:  # no route, or every route's channel disabled: not callable
             continue
         created = m.created_at
         data.append({

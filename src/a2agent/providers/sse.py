@@ -21,23 +21,28 @@ class SSEEvent:
 
 
 class SSEDecoder:
-    """Feed bytes, get complete events. Handles LF, CRLF and CR line endings."""
+    """Feed bytes, get complete events. Handles LF, CRLF and CR line endings.
 
-    __slots__ = ("_buf",)
+    Line endings are normalised to LF as bytes arrive. A CR ends a line at once (whether or
+    not an LF follows), so an event is complete as soon as its blank line's CR is read; an LF
+    that then starts the next read is the rest of that CRLF and is dropped.
+    """
+
+    __slots__ = ("_buf", "_after_cr")
 
     def __init__(self) -> None:
         self._buf = b""
+        self._after_cr = False
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if not chunk:
+            return []
+        if self._after_cr and chunk[:1] == b"\n":
+            chunk = chunk[1:]
+        self._after_cr = chunk.endswith(b"\r")
+        if b"\r" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         buf = self._buf + chunk if self._buf else chunk
-        if b"\r" in buf:
-            # a trailing CR may be half of a CRLF: keep it until the next chunk decides
-            hold = buf.endswith(b"\r")
-            if hold:
-                buf = buf[:-1]
-            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            if hold:
-                buf += b"\r"
         events: list[SSEEvent] = []
         start = 0
         while True:
@@ -54,10 +59,10 @@ class SSEDecoder:
 
     def flush(self) -> list[SSEEvent]:
         """Events still buffered when the stream ends (an unterminated last event)."""
-        rest, self._buf = self._buf.rstrip(b"\r"), b""
+        rest, self._buf, self._after_cr = self._buf, b"", False
         if not rest.strip():
             return []
-        ev = _parse(rest + b"\n\n")
+        ev = _parse(rest + (b"\n" if rest.endswith(b"\n") else b"\n\n"))
         return [ev] if ev is not None else []
 
     @property

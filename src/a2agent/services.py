@@ -11,6 +11,7 @@ from a2agent.billing.ledger import Ledger
 from a2agent.config import Settings
 from a2agent.routing.catalog import Catalog
 from a2agent.store.db import Database
+from a2agent.store.hotpath import make_hotpath
 
 
 class Services:
@@ -22,9 +23,10 @@ class Services:
             max_overflow=settings.db_max_overflow,
         )
         self.hasher = KeyHasher(settings.secret_key)
-        self.accounts = Accounts(self.db, self.hasher)
+        self.hot = make_hotpath(settings.database_url, settings.db_pool_size)
+        self.accounts = Accounts(self.db, self.hasher, self.hot)
         self.catalog = Catalog(self.db)
-        self.ledger = Ledger(self.db, self.hasher)
+        self.ledger = Ledger(self.db, self.hasher, self.hot)
         self.instance_id = f"{socket.gethostname()}:{settings.port}:{os.getpid()}"
         self.redis = None
         if settings.redis_url:
@@ -35,4 +37,5 @@ class Services:
     async def close(self) -> None:
         if self.redis is not None:
             await self.redis.aclose()
+        await self.hot.close()
         await self.db.dispose()

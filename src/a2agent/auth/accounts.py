@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select, update
 
 from a2agent.auth.keys import KeyHasher, display_parts, generate_key, looks_like_key, mask
 from a2agent.auth.passwords import hash_password
 from a2agent.store.db import Database
-from a2agent.store.models import Account, ApiKey, StateVersion, utcnow
+from a2agent.store.models import Account, ApiKey, utcnow
 
 
 class NotFound(LookupError):
@@ -45,10 +46,10 @@ class KeyPrincipal:
 
 
 class Accounts:
-    def __init__(self, db: Database, hasher: KeyHasher) -> None:
+    def __init__(self, db: Database, hasher: KeyHasher, hot: Any) -> None:
         self.db = db
         self.hasher = hasher
-        self._lookup_stmt = _key_lookup_statement()
+        self.hot = hot  # store.hotpath: the per-request key lookup on the driver
 
     # ---- accounts -------------------------------------------------------------------------
     async def create(
@@ -190,8 +191,7 @@ class Accounts:
         if not looks_like_key(presented):
             return None
         digest = self.hasher.digest(presented)
-        async with self.db.read_conn() as conn:
-            row = (await conn.execute(self._lookup_stmt, {"digest": digest})).first()
+        row = await self.hot.lookup_key(digest)
         if row is None or not KeyHasher.same(row[2], digest):
             return None
         return KeyPrincipal(
@@ -209,28 +209,6 @@ class Accounts:
     async def touch_key(self, key_id: int, when: dt.datetime | None = None) -> None:
         async with self.db.write() as s:
             await s.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=when or utcnow()))
-
-
-def _key_lookup_statement():  # type: ignore[no-untyped-def]
-    catalog_version = (
-        select(StateVersion.version).where(StateVersion.name == "catalog").scalar_subquery()
-    )
-    return (
-        select(
-            ApiKey.id,
-            ApiKey.name,
-            ApiKey.digest,
-            Account.id,
-            Account.suspended,
-            Account.balance_micro,
-            Account.rpm_limit,
-            Account.tpm_limit,
-            Account.max_concurrency,
-            catalog_version,
-        )
-        .join(Account, Account.id == ApiKey.account_id)
-        .where(ApiKey.digest == bindparam("digest"), ApiKey.deleted_at.is_(None))
-    )
 
 
 def masked(key: ApiKey) -> str:

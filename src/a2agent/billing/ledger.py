@@ -13,17 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from a2agent.auth.accounts import NotFound
 from a2agent.auth.keys import KeyHasher, generate_code, normalize_code
 from a2agent.billing.money import Prices, cost_micro
 from a2agent.store.db import Database
+from a2agent.store.hotpath import HotPath, Settlement
 from a2agent.store.models import (
     Account,
-    ApiKey,
-    DailyUsage,
     LedgerEntry,
     RedemptionCode,
     RequestRecord,
@@ -68,11 +65,10 @@ class PendingRequest:
 
 
 class Ledger:
-    def __init__(self, db: Database, hasher: KeyHasher) -> None:
+    def __init__(self, db: Database, hasher: KeyHasher, hot: HotPath) -> None:
         self.db = db
         self.hasher = hasher
-        dialect = "sqlite" if db.is_sqlite else "postgresql"
-        self._insert_daily = sqlite_insert if dialect == "sqlite" else pg_insert
+        self.hot = hot
 
     # ---- balance moves --------------------------------------------------------------------
     @staticmethod
@@ -169,23 +165,12 @@ class Ledger:
         instance_id: str,
     ) -> None:
         """Write the pending record at admission, so a crash can still be settled later."""
-        async with self.db.write_conn() as conn:
-            await conn.execute(
-                insert(RequestRecord).values(
-                    id=pending.request_id,
-                    account_id=pending.account_id,
-                    key_id=pending.key_id,
-                    model=pending.model,
-                    protocol=protocol,
-                    stream=stream,
-                    status="pending",
-                    client_ip=client_ip,
-                    input_estimate=input_estimate,
-                    price_id=pending.prices.price_id,
-                    created_at=utcnow(),
-                    instance_id=instance_id,
-                )
-            )
+        await self.hot.open_request({
+            "id": pending.request_id, "account_id": pending.account_id, "key_id": pending.key_id,
+            "model": pending.model, "protocol": protocol, "stream": stream, "client_ip": client_ip,
+            "input_estimate": input_estimate, "price_id": pending.prices.price_id,
+            "created_at": utcnow(), "instance_id": instance_id,
+        })
 
     async def settle(self, pending: PendingRequest, outcome: Outcome) -> int | None:
         """Settle one request, exactly once: complete its record, charge the balance, append
@@ -198,61 +183,34 @@ class Ledger:
             outcome.cache_read_tokens,
             outcome.cache_write_tokens,
         )
-        now = utcnow()
-        async with self.db.write_conn() as conn:
-            result = await conn.execute(
-                update(RequestRecord)
-                .where(RequestRecord.id == pending.request_id, RequestRecord.settled_at.is_(None))
-                .values(
-                    status=outcome.status,
-                    http_status=outcome.http_status,
-                    error_type=outcome.error_type,
-                    channel=outcome.channel,
-                    upstream_protocol=outcome.upstream_protocol,
-                    input_tokens=outcome.input_tokens,
-                    output_tokens=outcome.output_tokens,
-                    cache_read_tokens=outcome.cache_read_tokens,
-                    cache_write_tokens=outcome.cache_write_tokens,
-                    cost_micro=cost,
-                    price_id=pending.prices.price_id,
-                    usage_source=outcome.usage_source,
-                    attempts=json.dumps(outcome.attempts) if outcome.attempts else None,
-                    latency_ms=outcome.latency_ms,
-                    ttfb_ms=outcome.ttfb_ms,
-                    settled_at=now,
-                    recovered=outcome.recovered,
-                )
-            )
-            if result.rowcount == 0:
-                return None
-            if cost:
-                await self._move(
-                    conn, pending.account_id, -cost, "charge", request_id=pending.request_id
-                )
-            await self._rollup(conn, pending, outcome, cost, now.date())
-            await conn.execute(
-                update(ApiKey).where(ApiKey.id == pending.key_id).values(last_used_at=now)
-            )
-        return cost
-
-    async def _rollup(self, conn, pending: PendingRequest, o: Outcome, cost: int, day: dt.date) -> None:  # type: ignore[no-untyped-def]
-        values = dict(
-            requests=1,
-            errors=0 if o.status == "ok" else 1,
-            input_tokens=o.input_tokens,
-            output_tokens=o.output_tokens,
-            cache_read_tokens=o.cache_read_tokens,
-            cache_write_tokens=o.cache_write_tokens,
-            cost_micro=cost,
+        settlement = Settlement(
+            request_id=pending.request_id,
+            account_id=pending.account_id,
+            key_id=pending.key_id,
+            model=pending.model,
+            cost=cost,
+            ok=outcome.status == "ok",
+            now=utcnow(),
+            values={
+                "status": outcome.status,
+                "http_status": outcome.http_status,
+                "error_type": outcome.error_type,
+                "channel": outcome.channel,
+                "upstream_protocol": outcome.upstream_protocol,
+                "input_tokens": outcome.input_tokens,
+                "output_tokens": outcome.output_tokens,
+                "cache_read_tokens": outcome.cache_read_tokens,
+                "cache_write_tokens": outcome.cache_write_tokens,
+                "cost_micro": cost,
+                "price_id": pending.prices.price_id,
+                "usage_source": outcome.usage_source,
+                "attempts": json.dumps(outcome.attempts) if outcome.attempts else None,
+                "latency_ms": outcome.latency_ms,
+                "ttfb_ms": outcome.ttfb_ms,
+                "recovered": outcome.recovered,
+            },
         )
-        stmt = self._insert_daily(DailyUsage).values(
-            day=day, account_id=pending.account_id, key_id=pending.key_id, model=pending.model, **values
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["day", "account_id", "key_id", "model"],
-            set_={k: getattr(DailyUsage, k) + getattr(stmt.excluded, k) for k in values},
-        )
-        await conn.execute(stmt)
+        return cost if await self.hot.settle(settlement) else None
 
     # ---- crash recovery -------------------------------------------------------------------
     async def recover_pending(self, dead_instance_ids: list[str] | None, older_than: dt.datetime | None = None) -> int:

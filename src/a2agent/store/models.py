@@ -171,6 +171,7 @@ class RequestRecord(Base):
         Index("ix_req_key_time", "key_id", "created_at"),
         Index("ix_req_account_time", "account_id", "created_at"),
         Index("ix_req_status", "status"),
+        Index("ix_req_time", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

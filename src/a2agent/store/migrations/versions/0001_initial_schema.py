@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 11:23:53.830087
+Create Date: 2026-11-28 11:35:36.489114
 """
 
 from alembic import op
@@ -151,6 +151,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_req_account_time', ['account_id', 'created_at'], unique=False)
         batch_op.create_index('ix_req_key_time', ['key_id', 'created_at'], unique=False)
         batch_op.create_index('ix_req_status', ['status'], unique=False)
+        batch_op.create_index('ix_req_time', ['created_at'], unique=False)
 
     op.create_table('state_versions',
     sa.Column('name', sa.String(length=32), nullable=False),
@@ -242,6 +243,7 @@ def downgrade() -> None:
     op.drop_table('api_keys')
     op.drop_table('state_versions')
     with op.batch_alter_table('request_records', schema=None) as batch_op:
+        batch_op.drop_index('ix_req_time')
         batch_op.drop_index('ix_req_status')
         batch_op.drop_index('ix_req_key_time')
         batch_op.drop_index('ix_req_account_time')

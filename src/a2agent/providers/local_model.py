@@ -128,14 +128,24 @@ class _VocabCounter:
         from llama_cpp import Llama
 
         self._lock = threading.Lock()
-        self._llama = Llama(model_path=str(path), vocab_only=True, verbose=False)
+        self._llama: Any = Llama(model_path=str(path), vocab_only=True, verbose=False)
 
     def __call__(self, text: str) -> int:
         if not text:
             return 0
         data = text.encode("utf-8", "replace")
         with self._lock:
+            if self._llama is None:  # closed at interpreter exit
+                return max(1, len(data) // 4)
             return len(self._llama.tokenize(data, add_bos=False, special=True))
+
+    def close(self) -> None:
+        """Free the vocabulary while llama_cpp is still intact (its finaliser fails when it
+        runs during interpreter teardown)."""
+        with self._lock:
+            llama, self._llama = self._llama, None
+        if llama is not None:
+            llama.close()
 
 
 _counter: _VocabCounter | None = None
@@ -155,6 +165,7 @@ def local_token_counter() -> Callable[[str], int]:
             path = gguf_path()
             assert path is not None
             _counter = _VocabCounter(path)
+            atexit.register(_counter.close)
         return _counter
 
 

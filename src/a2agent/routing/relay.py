@@ -220,7 +220,13 @@ class Relay:
             data = orjson.loads(raw)
             if not isinstance(data, dict):
                 raise MalformedUpstream("upstream answered with JSON that is not an object")
-            body = adapter.response(data, raw)
+            try:
+                body = adapter.response(data, raw)
+            except MalformedUpstream:
+                raise
+            except Exception as exc:  # noqa: BLE001 - an answer of an unexpected shape
+                log.warning("upstream answer of an unexpected shape: %s", _describe(exc))
+                raise MalformedUpstream("upstream answer has an unexpected shape") from None
         except (UpstreamError, MalformedUpstream, orjson.JSONDecodeError) as exc:
             resp.close()
             self._release_channel(resp, ok=False)
@@ -310,7 +316,7 @@ class Relay:
             async with asyncio.timeout(self.settings.disconnect_drain_seconds):
                 async for chunk in resp.chunks():
                     for ev in decoder.feed(chunk):
-                        adapter.on_event(ev)
+                        _on_event(adapter, ev)
                     if adapter.completed:
                         break
         except (TimeoutError, UpstreamError, MalformedUpstream):
@@ -424,10 +430,29 @@ def _convert(adapter: Adapter, events: list[SSEEvent], *,
                     orjson.loads(ev.data)
                 except orjson.JSONDecodeError:
                     raise MalformedUpstream("upstream stream ended in the middle of an event") from None
-            out.append(adapter.on_event(ev))
+            out.append(_on_event(adapter, ev))
         except MalformedUpstream as exc:
             return b"".join(out), exc
     return b"".join(out), None
+
+
+def _on_event(adapter: Adapter, ev: SSEEvent) -> bytes:
+    """``adapter.on_event``, with an event of an unexpected shape (well-formed JSON that is
+    not what the protocol documents: a string where an object belongs, …) reported as a
+    malformed upstream instead of escaping the relay (which dropped the client connection
+    mid-body and settled the request as ok)."""
+    try:
+        return adapter.on_event(ev)
+    except MalformedUpstream:
+        raise
+    except Exception as exc:  # noqa: BLE001 - adapters read the documented shapes only
+        log.warning("upstream stream event of an unexpected shape: %s", _describe(exc))
+        raise MalformedUpstream("upstream sent a stream event of an unexpected shape") from None
+
+
+def _describe(exc: BaseException) -> str:
+    # the type only: an exception's text may quote upstream content, which is never logged
+    return type(exc).__name__
 
 
 def estimate_chars_tokens(chars: int) -> int:

@@ -302,3 +302,66 @@ def test_failure_messages_read_well(denv, tenant):
     denv.upstream.enqueue(Script(malformed_json=True))
     msg = assert_error(_raw(denv, tenant, "openai", False), 502, "openai")["message"]
     assert msg.startswith("Upstream error: ") and "upstream upstream" not in msg.lower(), msg
+
+
+# Well-formed JSON of an unexpected shape: the adapters read the documented shapes, and the
+# relay must still end the stream with an error event (not drop the connection mid-body) and
+# settle the request as an upstream error.
+ODD_SHAPES = [
+    pytest.param("openai", [_chunk("ok"), 'data: {"id":"c1","choices":[{"index":0,"delta":"oops"}]}\n\n',
+                            _chunk("never"), "data: [DONE]\n\n"], id="openai-delta-is-a-string"),
+    pytest.param("openai", [_chunk("ok"), 'data: {"id":"c1","choices":[7]}\n\n', "data: [DONE]\n\n"],
+                 id="openai-choice-is-a-number"),
+    pytest.param("anthropic", ['event: message_start\ndata: {"type":"message_start","message":"x"}\n\n',
+                               'event: message_stop\ndata: {"type":"message_stop"}\n\n'],
+                 id="anthropic-message-is-a-string"),
+    pytest.param("anthropic", ['event: message_start\ndata: [1, 2]\n\n',
+                               'event: message_stop\ndata: {"type":"message_stop"}\n\n'],
+                 id="anthropic-event-data-is-a-list"),
+]
+
+
+@pytest.mark.parametrize("protocol,frames", ODD_SHAPES)
+def test_stream_event_of_unexpected_shape_is_an_error_event(denv, tenant, protocol, frames):
+    start = tenant.balance()
+    denv.upstream.enqueue(Script(raw_frames=frames))
+    r = _raw(denv, tenant, protocol, True)  # raises if the gateway dropped the connection mid-body
+    assert r.status_code == 200
+    last = [e for e in r.text.split("\n\n") if e.strip()][-1]
+    assert last.startswith('data: {"error":' if protocol == "openai" else "event: error\n"), r.text
+    assert "never" not in r.text
+    rec = assert_settled_uncharged(tenant, start)
+    assert rec.status == "upstream_error"
+
+
+@pytest.mark.parametrize("protocol,body", [
+    ("openai", {"choices": [5], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}),
+    ("openai", {"choices": "nope"}),
+    ("anthropic", {"content": [1, "x"], "usage": {"input_tokens": 3, "output_tokens": 2}}),
+    ("anthropic", {"content": "text", "usage": "many"}),
+])
+def test_nonstream_answer_of_unexpected_shape_is_502(denv, tenant, protocol, body):
+    start = tenant.balance()
+    denv.upstream.enqueue(Script(raw_body=body))
+    r = _raw(denv, tenant, protocol, False)
+    assert_error(r, 502, protocol)
+    rec = assert_settled_uncharged(tenant, start)
+    assert rec.status == "upstream_error"
+
+
+def test_drain_survives_an_event_of_unexpected_shape(denv, tenant):
+    """After a client disconnect the relay keeps reading; an odd event then must not lose the
+    settlement (the request is settled once, as a client disconnect)."""
+    frames = [_chunk(f"w{i}") for i in range(5)] + ['data: {"id":"c1","choices":[7]}\n\n', "data: [DONE]\n\n"]
+    denv.upstream.enqueue(Script(raw_frames=frames, chunk_delay=0.05))
+    with httpx.Client(timeout=20) as c:
+        body = {"model": "gpt-test", "messages": MSGS, "stream": True}
+        with c.stream("POST", denv.url + "/v1/chat/completions", json=body,
+                      headers={"authorization": f"Bearer {tenant.key}"}) as r:
+            next(r.iter_raw())
+    from tests.dataplane.conftest import wait_for
+
+    wait_for(lambda: [x.settled_at is not None for x in denv.records(tenant.id)] == [True], 10,
+             "the abandoned request to be settled")
+    rec = tenant.only_record()
+    assert rec.status == "client_disconnect" and rec.cost_micro > 0

@@ -183,6 +183,7 @@ async def count_tokens(request: Request) -> Response:
         body = parse_json(raw)
         _require(body, "model", str, "a string")
         _require(body, "messages", list, "an array of messages")
+        gw.admission.check_account(principal)  # it calls the upstream with the channel's credential
         snapshot = await gw.services.catalog.snapshot(principal.catalog_version)
         entry = snapshot.models.get(body["model"])
         if entry is None:

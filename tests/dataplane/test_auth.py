@@ -105,7 +105,7 @@ def test_key_deleted_between_two_requests(denv, tenant):
 def test_account_suspended_between_two_requests(denv, tenant):
     tenant.oa.chat.completions.create(model="gpt-test", messages=MSGS)
     denv.call(denv.services.accounts.set_suspended(tenant.id, True))
-    for method, path, body, protocol in ENDPOINTS[:1] + ENDPOINTS[3:5]:
+    for method, path, body, protocol in ENDPOINTS[:1] + ENDPOINTS[3:]:
         r = _send(denv, method, path, body, {"authorization": f"Bearer {tenant.key}"})
         if protocol == "openai":
             assert_error(r, 403, protocol, code="account_suspended")
@@ -138,6 +138,10 @@ def test_balance_at_or_below_zero_is_403_insufficient_balance(denv, balance_micr
     with pytest.raises(openai.PermissionDeniedError) as ei:
         t.oa.chat.completions.create(model="gpt-test", messages=MSGS)
     assert ei.value.code == "insufficient_balance"
+    # count_tokens calls the upstream with the operator's credential: refused as well
+    r = _send(denv, "POST", "/v1/messages/count_tokens", {"model": "claude-test", "messages": MSGS},
+              {"x-api-key": t.key})
+    assert_error(r, 403, "anthropic", err_type="permission_error")
     # reading one's own usage and the model list stays allowed with no balance
     assert _send(denv, "GET", "/v1/usage", None, {"x-api-key": t.key}).status_code == 200
     assert _send(denv, "GET", "/v1/models", None, {"x-api-key": t.key}).status_code == 200
@@ -159,5 +163,9 @@ def test_balance_spent_to_zero_then_refused(denv):
     with pytest.raises(openai.PermissionDeniedError) as ei:
         t.oa.chat.completions.create(model="gpt-test", messages=MSGS)
     assert ei.value.code == "insufficient_balance"
+    # count_tokens calls the upstream with the operator's credential: refused as well
+    r = _send(denv, "POST", "/v1/messages/count_tokens", {"model": "claude-test", "messages": MSGS},
+              {"x-api-key": t.key})
+    assert_error(r, 403, "anthropic", err_type="permission_error")
     assert len(denv.upstream.requests) == 1
     t.close()

@@ -178,6 +178,12 @@ def test_prompts_and_completions_never_reach_the_runner_log(local_env: LocalEnv)
         model=MODEL_ID, max_tokens=8, temperature=0,
         messages=[{"role": "user", "content": f"Repeat after me: {marker}"}])
     answer = resp.choices[0].message.content or ""
+    # an error path too: a prompt longer than the context is refused by the runner
+    with pytest.raises(openai.BadRequestError) as err:
+        oai(le).chat.completions.create(
+            model=MODEL_ID, max_tokens=8,
+            messages=[{"role": "user", "content": f"{marker} " + "hello " * (N_CTX + 100)}])
+    assert "context" in err.value.message.lower()
     log_text = le.local.log_path.read_text(errors="replace")
     assert marker not in log_text
     if len(answer.strip()) >= 12:

@@ -77,6 +77,9 @@ def test_both_header_styles_work_on_both_protocols(denv, tenant):
         assert _send(denv, "POST", "/v1/messages", AN_BODY, headers).status_code == 200
         assert _send(denv, "GET", "/v1/models", None, headers).status_code == 200
     assert len(denv.upstream.requests) == 6
+    for rec in denv.upstream.requests:  # whichever header carried it, the caller's key stays here
+        assert tenant.key not in str(rec.headers) and tenant.key.encode() not in rec.body
+        assert rec.headers.get("authorization") == "Bearer upstream-oai" or rec.headers.get("x-api-key") == "upstream-ant"
 
 
 def test_sdks_raise_authentication_error(denv):

@@ -126,3 +126,23 @@ def test_disconnect_frees_the_concurrency_slot(denv):
     _settled(denv, t)
     assert t.oa.chat.completions.create(model="gpt-test", messages=MSGS).choices
     t.close()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["nonstream", "stream"])
+def test_client_gives_up_before_the_first_byte(denv, stream):
+    """The client times out while the upstream is still thinking; the upstream then answers.
+    The request is settled once (the answer was produced, so it is billed), and the account's
+    concurrency slot and the upstream connection are given back."""
+    t = Tenant(denv)
+    denv.call(denv.services.accounts.set_limits(t.id, concurrency=1))
+    denv.upstream.enqueue(Script(stall_before_headers=0.8, text="a b c d e f", chunk_delay=0.01,
+                                 usage=Usage(input_tokens=7, output_tokens=6)))
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(denv.url + "/v1/chat/completions", json={"model": "gpt-test", "messages": MSGS, "stream": stream},
+                   headers={"authorization": f"Bearer {t.key}"}, timeout=0.3)
+    (rec,) = _settled(denv, t)
+    assert rec.status == ("client_disconnect" if stream else "ok"), rec.status
+    assert (rec.input_tokens, rec.output_tokens) == (7, 6) and rec.cost_micro == expected_cost(7, 6)
+    assert t.oa.chat.completions.create(model="gpt-test", messages=MSGS).choices  # the slot is free again
+    _assert_healthy(denv)
+    t.close()

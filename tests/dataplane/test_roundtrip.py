@@ -241,3 +241,18 @@ def test_anthropic_beta_client_and_tool_result_turn(denv, tenant):
     assert rec.json["messages"] == messages
     assert rec.headers["anthropic-beta"] == "token-efficient-tools-2025-02-19"
     assert tenant.only_record().status == "ok"
+
+
+@pytest.mark.parametrize("protocol", ["openai", "anthropic"])
+def test_unknown_events_and_pings_pass_through(denv, tenant, protocol):
+    """Events a client must tolerate (comments, pings, future event types, Azure-style
+    empty-choices chunks) are relayed, and the SDKs still assemble the answer."""
+    denv.upstream.enqueue(Script(text="still fine", unknown_event=2))
+    if protocol == "openai":
+        with tenant.oa.chat.completions.stream(model="gpt-test", messages=MSGS) as s:
+            assert s.get_final_completion().choices[0].message.content == "still fine"
+    else:
+        with tenant.an.messages.stream(model="claude-test", max_tokens=20, messages=MSGS) as s:
+            assert s.get_final_message().content[0].text == "still fine"
+    rec = tenant.only_record()
+    assert rec.status == "ok" and rec.usage_source == "upstream"

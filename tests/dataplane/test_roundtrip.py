@@ -256,3 +256,29 @@ def test_unknown_events_and_pings_pass_through(denv, tenant, protocol):
             assert s.get_final_message().content[0].text == "still fine"
     rec = tenant.only_record()
     assert rec.status == "ok" and rec.usage_source == "upstream"
+
+
+def test_anthropic_stream_raw_bytes_untouched(denv, tenant):
+    import httpx
+
+    frames = [
+        'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message",'
+        '"role":"assistant","model":"claude-sonnet-4-5","content":[],"stop_reason":null,"stop_sequence":null,'
+        '"usage":{"input_tokens":12,"cache_read_input_tokens":30,"output_tokens":1}}}\n\n',
+        'event: ping\ndata: {"type": "ping"}\n\n',
+        'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+        '"content_block":{"type":"text","text":""}}\n\n',
+        'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+        '"delta":{"type":"text_delta","text":"h\\u00e9llo"}}\n\n',
+        'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n',
+        'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn",'
+        '"stop_sequence":null},"usage":{"output_tokens":3}}\n\n',
+        'event: message_stop\ndata: {"type":"message_stop"}\n\n',
+    ]
+    denv.upstream.enqueue(Script(raw_frames=frames))
+    body = {"model": "claude-test", "max_tokens": 10, "messages": MSGS, "stream": True}
+    r = httpx.post(denv.url + "/v1/messages?beta=true", json=body, headers={"x-api-key": tenant.key}, timeout=20)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    assert r.text == "".join(frames)
+    rec = tenant.only_record()
+    assert (rec.input_tokens, rec.cache_read_tokens, rec.output_tokens) == (12, 30, 3)

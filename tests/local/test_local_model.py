@@ -5,7 +5,9 @@ Everything goes through the gateway's HTTP API with the real SDKs, against the r
 
 from __future__ import annotations
 
+import io
 import os
+import socket
 import signal
 import threading
 import time
@@ -260,3 +262,18 @@ def test_killed_runner_is_restarted_and_serves(local_env: LocalEnv) -> None:
     assert resp.choices[0].message.content.strip()
     assert_charged(last_record(le), stream=False)
     assert restarted_in < 30
+
+
+def test_fixed_port_taken_fails_clearly(tmp_path: Path) -> None:
+    from a2agent.providers.local_model import LocalModel, LocalModelError
+    from tests.support.gateway import make_settings
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        local = LocalModel(make_settings(tmp_path / "data", local_model_port=port), out=io.StringIO())
+        with pytest.raises(LocalModelError, match="local-model.log"):
+            local.start()
+    assert local.pid is None  # nothing left running
+    assert "address already in use" in local.log_path.read_text().lower()

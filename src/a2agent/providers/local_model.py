@@ -194,6 +194,7 @@ def _free_port() -> int:
 
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
         try:
             s.bind((HOST, port))
         except OSError:
@@ -303,9 +304,11 @@ class LocalModel:
                 self._launch()
                 break
             except LocalModelError:
-                if attempt + 1 == attempts:
+                # retry elsewhere only when someone took the port between the check and bind
+                if attempt + 1 == attempts or _port_free(self.port):
+                    self.stop()
                     raise
-                self.port = _free_port()  # someone took the port between the check and bind
+                self.port = _free_port()
         self._say(f"local model {MODEL_ID} ready in {self.start_seconds:.1f}s "
                   f"(channel {CHANNEL}, {self.base_url}; log: {self.log_path})")
         self._watchdog = threading.Thread(target=self._watch, name="local-model-watchdog", daemon=True)

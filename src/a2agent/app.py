@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import logging
+import os
+import socket
 from typing import Any, AsyncIterator
 
 from sqlalchemy import delete, select
@@ -74,9 +77,6 @@ class Gateway:
     async def recover(self) -> int:
         """Settle pending records of processes that are gone (dead heartbeat, or a process
         of this host that no longer exists)."""
-        import os
-        import socket
-
         host = socket.gethostname()
         cutoff = utcnow() - dt.timedelta(seconds=DEAD_AFTER_SECONDS)
         async with self.services.db.read() as s:
@@ -97,7 +97,6 @@ class Gateway:
         if dead:
             async with self.services.db.write() as s:
                 await s.execute(delete(Instance).where(Instance.id.in_(dead)))
-        _ = os
         return n
 
     def channel_states(self) -> dict[str, Any]:
@@ -109,8 +108,6 @@ class Gateway:
         return out
 
     async def _beat(self) -> None:
-        import json
-
         states = json.dumps(self.channel_states())
         async with self.services.db.write() as s:
             row = await s.get(Instance, self.services.instance_id)
@@ -143,15 +140,14 @@ class Gateway:
                         len(self.tasks))
             await self.tasks.cancel_all()
         await self.pool.close()
-        with contextlib.suppress(Exception):
-            async with self.services.db.write() as s:
-                await s.execute(delete(Instance).where(Instance.id == self.services.instance_id))
+        if finished:  # else keep the row: its pending records are recovered as a dead instance's
+            with contextlib.suppress(Exception):
+                async with self.services.db.write() as s:
+                    await s.execute(delete(Instance).where(Instance.id == self.services.instance_id))
         await self.services.close()
 
 
 def _pid_alive(pid: int) -> bool:
-    import os
-
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

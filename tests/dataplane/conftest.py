@@ -84,6 +84,13 @@ class Tenant:
         assert len(recs) == 1, [(r.id, r.status) for r in recs]
         rec = recs[0]
         assert rec.status != "pending" and rec.settled_at is not None, (rec.status, rec.settled_at)
+        # settled exactly once: one roll-up row increment, at most one charge in the ledger
+        total = self.env.call(self.env.gw.gateway.usage.key_summary(rec.key_id))["total"]
+        assert (total["requests"], total["cost_micro"]) == (1, rec.cost_micro), total
+        charges = [e for e in self.env.call(self.env.services.ledger.entries(self.id, limit=100))
+                   if e.kind == "charge"]
+        assert [(e.request_id, -e.amount_micro) for e in charges] == ([(rec.id, rec.cost_micro)] if rec.cost_micro
+                                                                      else [])
         return rec
 
     def balance(self) -> int:

@@ -16,6 +16,7 @@ import openai
 import pytest
 
 from tests.dataplane.conftest import MSGS, Tenant, an_client, assert_error, oa_client
+from tests.support import Script, Usage
 
 OA_BODY = {"model": "gpt-test", "messages": MSGS}
 AN_BODY = {"model": "claude-test", "max_tokens": 16, "messages": MSGS}
@@ -157,8 +158,6 @@ def test_balance_spent_to_zero_then_refused(denv):
     """A request may take the balance below zero; the next one is refused."""
     t = Tenant(denv, balance_usd=0)
     denv.call(denv.services.ledger.adjust(t.id, 5, note="five micro-USD"))
-    from tests.support import Script, Usage
-
     denv.upstream.enqueue(Script(usage=Usage(input_tokens=100, output_tokens=100)))  # costs 300 micro-USD
     t.oa.chat.completions.create(model="gpt-test", messages=MSGS)
     denv.settle_all()

@@ -7,6 +7,7 @@ exactly once, at its own rate, rounded half-up once per request.
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from tests.dataplane.conftest import MSGS, expected_cost
@@ -82,8 +83,6 @@ def test_upstream_without_usage_is_estimated(denv, tenant, protocol):
     if protocol == "openai":
         list(tenant.oa.chat.completions.create(model="gpt-test", messages=MSGS, stream=True))
     else:  # (raw HTTP: the anthropic SDK itself cannot accumulate a message_delta without usage)
-        import httpx
-
         body = {"model": "claude-test", "max_tokens": 100, "messages": MSGS, "stream": True}
         r = httpx.post(denv.url + "/v1/messages", json=body, headers={"x-api-key": tenant.key}, timeout=20)
         assert r.status_code == 200 and "event: message_stop" in r.text

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from a2agent.billing.money import Prices
-from tests.dataplane.conftest import MSGS, Tenant, expected_cost
+from tests.dataplane.conftest import MSGS, expected_cost
 from tests.support import Script, Usage, estimate_input_tokens
 
 

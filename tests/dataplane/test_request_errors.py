@@ -8,6 +8,7 @@ from typing import Any, Iterator
 import anthropic
 import httpx
 import openai
+import orjson
 import pytest
 
 from tests.conftest import Env, _env
@@ -108,8 +109,6 @@ def small_env(tmp_path: Path, upstream: Any) -> Iterator[Env]:
 
 
 def _sized_body(protocol: str, size: int) -> bytes:
-    import orjson
-
     body: dict[str, Any] = {"model": "gpt-test" if protocol == "openai" else "claude-test", "max_tokens": 5,
                             "messages": [{"role": "user", "content": ""}]}
     pad = size - len(orjson.dumps(body))

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.dataplane.conftest import MSGS, Tenant, an_client, oa_client
-from tests.support import Script, ToolCall
+from tests.support import Script, ToolCall, Usage
 
 PNG_B64 = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
 
@@ -111,8 +112,6 @@ def test_openai_parallel_tool_calls_and_image(denv, tenant, stream):
 
 @pytest.mark.parametrize("asked", [False, True], ids=["no_include_usage", "include_usage"])
 def test_openai_stream_usage_chunk_only_when_asked(denv, tenant, asked):
-    from tests.support import Usage
-
     denv.upstream.enqueue(Script(text="one two three", usage=Usage(input_tokens=40, output_tokens=3)))
     kw: dict[str, Any] = {"stream_options": {"include_usage": True}} if asked else {}
     chunks = list(tenant.oa.chat.completions.create(model="gpt-test", messages=MSGS, stream=True, **kw))
@@ -133,8 +132,6 @@ def test_openai_stream_usage_chunk_only_when_asked(denv, tenant, asked):
 
 def test_openai_stream_raw_bytes_untouched(denv, tenant):
     """Passthrough relays the upstream's SSE bytes as they are (no re-serialisation)."""
-    import httpx
-
     frames = [
         'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini",'
         '"choices":[{"index":0,"delta":{"role":"assistant","content":"hi"},"finish_reason":null}],'
@@ -259,8 +256,6 @@ def test_unknown_events_and_pings_pass_through(denv, tenant, protocol):
 
 
 def test_anthropic_stream_raw_bytes_untouched(denv, tenant):
-    import httpx
-
     frames = [
         'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message",'
         '"role":"assistant","model":"claude-sonnet-4-5","content":[],"stop_reason":null,"stop_sequence":null,'

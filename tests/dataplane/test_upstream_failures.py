@@ -9,6 +9,7 @@ is settled exactly once.
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 
@@ -17,7 +18,7 @@ import httpx
 import openai
 import pytest
 
-from tests.dataplane.conftest import MSGS, Tenant, assert_error, assert_settled_uncharged
+from tests.dataplane.conftest import MSGS, Tenant, assert_error, assert_settled_uncharged, reset_channels, wait_for
 from tests.support import Script
 
 PROTOCOLS = ["openai", "anthropic"]
@@ -100,8 +101,6 @@ def test_sdk_exception_classes_before_headers(denv, tenant, protocol):
         if script.status == 400:
             assert "bad thing" in str(ei.value)
         # the 429's Retry-After keeps the channel out for a second: let it back in
-        from tests.dataplane.conftest import reset_channels
-
         reset_channels(denv)
     assert len(tenant.records()) == len(cases)
 
@@ -216,8 +215,6 @@ def test_nonstream_body_failure(denv, tenant, fault, fields, status, protocol):
 
 
 def test_connect_failure_is_502(denv, tenant):
-    import socket
-
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
@@ -359,8 +356,6 @@ def test_drain_survives_an_event_of_unexpected_shape(denv, tenant):
         with c.stream("POST", denv.url + "/v1/chat/completions", json=body,
                       headers={"authorization": f"Bearer {tenant.key}"}) as r:
             next(r.iter_raw())
-    from tests.dataplane.conftest import wait_for
-
     wait_for(lambda: [x.settled_at is not None for x in denv.records(tenant.id)] == [True], 10,
              "the abandoned request to be settled")
     rec = tenant.only_record()

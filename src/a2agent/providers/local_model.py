@@ -186,10 +186,15 @@ def register_local_counter(gateway: Any) -> bool:
 
 
 # ---- helpers -------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
+def _free_port(exclude: int) -> int:
+    """A free loopback port other than ``exclude`` (the gateway's own port, which is not bound
+    yet while the runner starts: the kernel could hand it out)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((HOST, 0))
+            port = int(s.getsockname()[1])
+        if port != exclude:
+            return port
 
 
 def _port_free(port: int) -> bool:
@@ -291,12 +296,15 @@ class LocalModel:
             self.api_key = "sk-local-" + secrets.token_urlsafe(24)
         self._stopping.clear()
         fixed = bool(self.settings.local_model_port)
+        if fixed and self.settings.local_model_port == self.settings.port:
+            raise LocalModelError(f"A2AGENT_LOCAL_MODEL_PORT ({self.settings.local_model_port}) "
+                                  f"must differ from the gateway's A2AGENT_PORT")
         if fixed:
             self.port = self.settings.local_model_port
-        elif previous_port and _port_free(previous_port):
+        elif previous_port and previous_port != self.settings.port and _port_free(previous_port):
             self.port = previous_port  # same URL as last run: the channel need not change
         else:
-            self.port = _free_port()
+            self.port = _free_port(exclude=self.settings.port)
         attempts = 1 if fixed else 3
         for attempt in range(attempts):
             self._say(f"starting local model {MODEL_ID} on {HOST}:{self.port} …")
@@ -308,7 +316,7 @@ class LocalModel:
                 if attempt + 1 == attempts or _port_free(self.port):
                     self.stop()
                     raise
-                self.port = _free_port()
+                self.port = _free_port(exclude=self.settings.port)
         self._say(f"local model {MODEL_ID} ready in {self.start_seconds:.1f}s "
                   f"(channel {CHANNEL}, {self.base_url}; log: {self.log_path})")
         self._watchdog = threading.Thread(target=self._watch, name="local-model-watchdog", daemon=True)

@@ -41,9 +41,24 @@ def oai(le: LocalEnv, timeout: float = 60) -> openai.OpenAI:
     return openai.OpenAI(base_url=le.url + "/v1", api_key=le.key, max_retries=0, timeout=timeout)
 
 
-def last_record(le: LocalEnv) -> Any:
-    le.env.settle_all()
-    return le.env.records(le.account_id)[0]
+def describe(rec: Any) -> str:
+    return (f"status={rec.status} http={rec.http_status} error={rec.error_type} "
+            f"source={rec.usage_source} in={rec.input_tokens} out={rec.output_tokens} "
+            f"cost={rec.cost_micro} stream={rec.stream} attempts={rec.attempts}")
+
+
+def last_record(le: LocalEnv, timeout: float = 15) -> Any:
+    """The newest request record, once settled. A client that closes a stream right after the
+    last event is noticed by the gateway a moment later, so settlement may not have begun
+    when the SDK returns: poll (bounded) until nothing of this account is pending."""
+    deadline = time.monotonic() + timeout
+    while True:
+        le.env.settle_all()
+        records = le.env.records(le.account_id)
+        if not any(r.status == "pending" for r in records):
+            return records[0]
+        assert time.monotonic() < deadline, "request still pending: " + describe(records[0])
+        time.sleep(0.05)
 
 
 def assert_charged(rec: Any, *, stream: bool, protocol: str = "openai") -> None:
@@ -121,7 +136,7 @@ def test_openai_stream(local_env: LocalEnv) -> None:
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.strip()
     rec = last_record(le)
-    assert 1 <= rec.output_tokens <= 16 + 2
+    assert 1 <= rec.output_tokens <= 16 + 2, describe(rec)
     assert before - le.env.balance(le.account_id) == rec.cost_micro
     # llama_cpp.server sends no usage in streams (even with include_usage): the gateway
     # counted with the registered tokenizer
@@ -220,7 +235,7 @@ def test_queue_overflow_answers_429_with_retry_after(local_env: LocalEnv) -> Non
         assert isinstance(exc.body, dict) and exc.body.get("message")  # OpenAI error shape
     for r in served:
         assert r.choices[0].message.content.strip()
-    le.env.settle_all()
+    last_record(le)
     records = le.env.records(le.account_id)[:n]
     assert sum(1 for r in records if r.http_status == 429 and r.cost_micro == 0) == len(refused)
 

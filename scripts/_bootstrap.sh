@@ -6,6 +6,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 PY="${PYTHON:-python3}"
 
+pip_install() {
+  # this machine's pip configuration may name local indexes that do not exist: hide that noise
+  "$VENV/bin/python" -m pip install "$@" 2>&1 | { grep -v '^WARNING: Location' || true; }
+}
+
 bootstrap_python() {
   local lock="$1"  # requirements file to install
   local stamp="$VENV/.installed-$(basename "$lock")"
@@ -19,7 +24,7 @@ bootstrap_python() {
     return 0
   fi
   echo "==> installing Python dependencies ($(basename "$lock"))"
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip >/dev/null
+  pip_install --quiet --upgrade pip >/dev/null
   if grep -q '^llama-cpp-python' "$lock" && ! "$VENV/bin/python" -c 'import llama_cpp' 2>/dev/null; then
     echo "==> building llama.cpp for the local model (first run only: about 10 minutes on 2 cores;"
     echo "    pip reuses the built wheel afterwards). Progress:"
@@ -28,7 +33,7 @@ bootstrap_python() {
       | grep --line-buffered -E '^\s*\[[0-9]+/[0-9]+\]|Successfully|ERROR|error:' \
       | sed -u -E 's/^\s*(\[[0-9]+\/[0-9]+\]).*/    \1 compiling llama.cpp/' || true
   fi
-  "$VENV/bin/python" -m pip install --quiet -r "$lock"
-  "$VENV/bin/python" -m pip install --quiet --no-deps -e "$ROOT"
+  pip_install --quiet -r "$lock"
+  pip_install --quiet --no-deps -e "$ROOT"
   echo "$want" > "$stamp"
 }

@@ -72,10 +72,14 @@ def run_server(settings: Settings, config_file: str | None = None) -> None:
     admin_password = asyncio.run(first_start(settings))
     local = None
     if settings.local_model:
-        from a2agent.providers.local_model import LocalModel
+        from a2agent.providers.local_model import LocalModel, LocalModelError
 
         local = LocalModel(settings)
-        local.start_and_register()
+        try:
+            local.start_and_register()
+        except LocalModelError as exc:
+            sys.stderr.write(f"warning: the local model could not start ({exc}); serving without it\n")
+            local = None
     sys.stdout.write(banner(settings, admin_password))
     sys.stdout.flush()
     _export_env(settings, config_file)

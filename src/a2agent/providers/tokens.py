@@ -73,10 +73,13 @@ class TokenCounts:
         for route in entry.routes:
             if route.channel.protocol == "anthropic" and route.channel.enabled:
                 return await self._upstream_count(route, body, caller_headers)
-        counter = await self._counter()
         from a2agent.translate.tokens import count_message_tokens
 
-        return count_message_tokens(body, counter)
+        for route in entry.routes:  # the model's own tokenizer when the gateway has it
+            own = self.gw.counters.get(route.channel.name)
+            if own is not None:
+                return count_message_tokens(body, own)
+        return count_message_tokens(body, await self._counter())
 
     async def _counter(self) -> Counter:
         """o200k_base from the quicktok package (vocabulary shipped in the wheel), loaded once."""

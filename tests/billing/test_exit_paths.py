@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import threading
 import time
 from pathlib import Path
 
@@ -182,19 +183,23 @@ def _records(data_dir: Path) -> list[dict]:
         con.close()
 
 
+def _start_streams(gw: GatewayProcess, key: str, n: int) -> threading.Thread:
+    """n concurrent streams through the gateway; returns once every one has received bytes."""
+    started: list[int] = []
+    t = threading.Thread(target=_stream_some, args=(gw.url, key, n, started), daemon=True)
+    t.start()
+    deadline = time.monotonic() + 30
+    while len(set(started)) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(set(started)) == n, "streams did not start"
+    return t
+
+
 def test_sigkill_mid_stream_then_restart_settles_pending(tmp_path: Path, upstream) -> None:
     env, key = _prepare_cli_env(tmp_path, upstream)
     upstream.set_default(Script(text=" ".join(["word"] * 400), chunk_delay=0.05))
     gw = GatewayProcess(tmp_path / "data").start()
-    import threading
-
-    started: list[int] = []
-    t = threading.Thread(target=_stream_some, args=(gw.url, key, 12, started), daemon=True)
-    t.start()
-    deadline = time.monotonic() + 30
-    while len(set(started)) < 12 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert len(set(started)) == 12, "streams did not start"
+    t = _start_streams(gw, key, 12)
     gw.kill()
     t.join(30)
     pending = [r for r in _records(tmp_path / "data") if r["settled_at"] is None]
@@ -215,14 +220,7 @@ def test_sigterm_drains_in_flight_streams(tmp_path: Path, upstream) -> None:
     env, key = _prepare_cli_env(tmp_path, upstream)
     upstream.set_default(Script(text=" ".join(["word"] * 60), chunk_delay=0.03))
     gw = GatewayProcess(tmp_path / "data").start()
-    import threading
-
-    started: list[int] = []
-    t = threading.Thread(target=_stream_some, args=(gw.url, key, 6, started), daemon=True)
-    t.start()
-    deadline = time.monotonic() + 30
-    while len(set(started)) < 6 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    t = _start_streams(gw, key, 6)
     assert gw.terminate(60) == 0
     t.join(30)
     rows = _records(tmp_path / "data")

@@ -18,6 +18,7 @@ import concurrent.futures
 import datetime as dt
 import logging
 import sqlite3
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -106,6 +107,19 @@ class _Statement:
         return [params[n] for n in self.names]
 
 
+class _Statements:
+    """The hot path's statements in one driver's placeholder style."""
+
+    def __init__(self, style: str) -> None:
+        self.lookup = _Statement(LOOKUP_SQL, style)
+        self.pending = _Statement(PENDING_SQL, style)
+        self.settle = _Statement(SETTLE_RECORD_SQL, style)
+        self.charge = _Statement(CHARGE_SQL, style)
+        self.ledger = _Statement(LEDGER_SQL, style)
+        self.rollup = _Statement(ROLLUP_SQL, style)
+        self.touch = _Statement(TOUCH_KEY_SQL, style)
+
+
 class _Writer:
     """Group commit: queued operations run in one transaction per batch."""
 
@@ -155,15 +169,9 @@ class SQLiteHotPath:
         self.path = path
         self._readers = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="a2agent-sqlite-read")
         self._write_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="a2agent-sqlite-write")
-        self._local: Any = __import__("threading").local()
+        self._local = threading.local()
         self._writer = _Writer(self._run_batch)
-        self._lookup = _Statement(LOOKUP_SQL, "qmark")
-        self._pending = _Statement(PENDING_SQL, "qmark")
-        self._settle = _Statement(SETTLE_RECORD_SQL, "qmark")
-        self._charge = _Statement(CHARGE_SQL, "qmark")
-        self._ledger = _Statement(LEDGER_SQL, "qmark")
-        self._rollup = _Statement(ROLLUP_SQL, "qmark")
-        self._touch = _Statement(TOUCH_KEY_SQL, "qmark")
+        self.q = _Statements("qmark")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -176,7 +184,7 @@ class SQLiteHotPath:
         return conn
 
     def _read(self, digest: str) -> tuple[Any, ...] | None:
-        return self._conn().execute(self._lookup.sql, (digest,)).fetchone()
+        return self._conn().execute(self.q.lookup.sql, (digest,)).fetchone()
 
     async def lookup_key(self, digest: str) -> tuple[Any, ...] | None:
         return await asyncio.get_running_loop().run_in_executor(self._readers, self._read, digest)
@@ -200,7 +208,7 @@ class SQLiteHotPath:
                 conn.execute("SAVEPOINT op")
                 try:
                     if kind == "pending":
-                        conn.execute(self._pending.sql, self._pending.args(op))
+                        conn.execute(self.q.pending.sql, self.q.pending.args(op))
                         result: Any = True
                     else:
                         result = self._apply_settle(conn, op)
@@ -220,15 +228,15 @@ class SQLiteHotPath:
     def _apply_settle(self, conn: sqlite3.Connection, s: Settlement) -> bool:
         now = _sqlite_time(s.now)
         values = dict(s.values, id=s.request_id, settled_at=now, recovered=int(s.values["recovered"]))
-        if conn.execute(self._settle.sql, self._settle.args(values)).rowcount == 0:
+        if conn.execute(self.q.settle.sql, self.q.settle.args(values)).rowcount == 0:
             return False
         if s.cost:
-            (after,) = conn.execute(self._charge.sql, (s.cost, s.account_id)).fetchone()
-            conn.execute(self._ledger.sql, self._ledger.args(
+            (after,) = conn.execute(self.q.charge.sql, (s.cost, s.account_id)).fetchone()
+            conn.execute(self.q.ledger.sql, self.q.ledger.args(
                 {"account_id": s.account_id, "amount": -s.cost, "balance_after": after,
                  "request_id": s.request_id, "created_at": now}))
-        conn.execute(self._rollup.sql, self._rollup.args(_rollup_params(s, s.now.date().isoformat())))
-        conn.execute(self._touch.sql, (now, s.key_id))
+        conn.execute(self.q.rollup.sql, self.q.rollup.args(_rollup_params(s, s.now.date().isoformat())))
+        conn.execute(self.q.touch.sql, (now, s.key_id))
         return True
 
     async def close(self) -> None:
@@ -252,13 +260,7 @@ class PostgresHotPath:
         self._pool: Any = None
         self._pool_lock = asyncio.Lock()
         self._writer = _Writer(self._run_batch)
-        self._lookup = _Statement(LOOKUP_SQL, "numeric")
-        self._pending = _Statement(PENDING_SQL, "numeric")
-        self._settle = _Statement(SETTLE_RECORD_SQL, "numeric")
-        self._charge = _Statement(CHARGE_SQL, "numeric")
-        self._ledger = _Statement(LEDGER_SQL, "numeric")
-        self._rollup = _Statement(ROLLUP_SQL, "numeric")
-        self._touch = _Statement(TOUCH_KEY_SQL, "numeric")
+        self.q = _Statements("numeric")
 
     async def _get_pool(self) -> Any:
         if self._pool is None:
@@ -270,7 +272,7 @@ class PostgresHotPath:
         return self._pool
 
     async def lookup_key(self, digest: str) -> tuple[Any, ...] | None:
-        row = await (await self._get_pool()).fetchrow(self._lookup.sql, digest)
+        row = await (await self._get_pool()).fetchrow(self.q.lookup.sql, digest)
         return tuple(row) if row is not None else None
 
     async def open_request(self, values: dict[str, Any]) -> None:
@@ -287,7 +289,7 @@ class PostgresHotPath:
                 try:
                     async with con.transaction():  # a savepoint
                         if kind == "pending":
-                            await con.execute(self._pending.sql, *self._pending.args(op))
+                            await con.execute(self.q.pending.sql, *self.q.pending.args(op))
                             results.append(True)
                         else:
                             results.append(await self._apply_settle(con, op))
@@ -297,16 +299,16 @@ class PostgresHotPath:
 
     async def _apply_settle(self, con: Any, s: Settlement) -> bool:
         values = dict(s.values, id=s.request_id, settled_at=s.now)
-        status = await con.execute(self._settle.sql, *self._settle.args(values))
+        status = await con.execute(self.q.settle.sql, *self.q.settle.args(values))
         if status.endswith(" 0"):
             return False
         if s.cost:
-            after = await con.fetchval(self._charge.sql, s.cost, s.account_id)
-            await con.execute(self._ledger.sql, *self._ledger.args(
+            after = await con.fetchval(self.q.charge.sql, s.cost, s.account_id)
+            await con.execute(self.q.ledger.sql, *self.q.ledger.args(
                 {"account_id": s.account_id, "amount": -s.cost, "balance_after": after,
                  "request_id": s.request_id, "created_at": s.now}))
-        await con.execute(self._rollup.sql, *self._rollup.args(_rollup_params(s, s.now.date())))
-        await con.execute(self._touch.sql, s.now, s.key_id)
+        await con.execute(self.q.rollup.sql, *self.q.rollup.args(_rollup_params(s, s.now.date())))
+        await con.execute(self.q.touch.sql, s.now, s.key_id)
         return True
 
     async def close(self) -> None:

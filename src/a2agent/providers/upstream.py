@@ -174,12 +174,13 @@ class UpstreamPool:
                     timeout=aiohttp.ClientTimeout(total=None, sock_connect=t.connect, connect=t.connect),
                     allow_redirects=False,
                 )
+        except aiohttp.ServerTimeoutError:
+            # before TimeoutError: aiohttp's connect timeout is a TimeoutError subclass too
+            raise UpstreamError("connect", f"could not connect to upstream within {t.connect:g}s") from None
         except TimeoutError:
             raise UpstreamError(
                 "first_byte_timeout", f"upstream did not answer within {min(t.first_byte, t.total):g}s"
             ) from None
-        except aiohttp.ServerTimeoutError:
-            raise UpstreamError("connect", f"could not connect to upstream within {t.connect:g}s") from None
         except aiohttp.ClientConnectorError as exc:
             raise UpstreamError("connect", f"could not connect to upstream: {_describe(exc)}") from None
         except (aiohttp.ClientError, ConnectionError) as exc:

@@ -47,6 +47,7 @@ class RequestContext:
     started: float = field(default_factory=time.perf_counter)
     attempts: list[dict[str, Any]] = field(default_factory=list)
     ttfb_ms: int | None = None
+    route: Route | None = None  # the channel tried last (a failed request is recorded against it)
 
     @property
     def stream(self) -> bool:
@@ -113,10 +114,12 @@ class Relay:
         except ApiError as err:
             status = "timeout" if err.code == "upstream_timeout" else "upstream_error"
             self._settle(ctx, pending, Outcome(status=status, http_status=err.status,
-                                               error_type=err.code or "upstream_error"), release)
+                                               error_type=err.code or "upstream_error", **_channel_of(ctx)),
+                         release)
             return error_response(ctx.protocol, err, ctx.request_id)
         except BaseException:
-            self._settle(ctx, pending, Outcome(status="error", error_type="gateway_error"), release)
+            self._settle(ctx, pending, Outcome(status="error", error_type="gateway_error", **_channel_of(ctx)),
+                         release)
             raise
         if adapter.stream:
             return StreamingResponse(
@@ -152,6 +155,7 @@ class Relay:
                 route, adapter = candidate, self.adapter_for(ctx, candidate)
             if time.monotonic() >= deadline:
                 break
+            ctx.route = route
             ch = route.channel
             t0 = time.perf_counter()
             slot = await self.health.acquire(ch)
@@ -402,6 +406,11 @@ class Relay:
                     await asyncio.sleep(0.05 * 2**attempt)
         finally:
             release()
+
+
+def _channel_of(ctx: RequestContext) -> dict[str, Any]:
+    route = ctx.route
+    return {} if route is None else {"channel": route.channel.name, "upstream_protocol": route.channel.protocol}
 
 
 def _sentence(message: str) -> str:

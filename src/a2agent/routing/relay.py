@@ -9,6 +9,7 @@ pending record written at admission covers a crash.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import time
@@ -23,7 +24,7 @@ from a2agent.auth.accounts import KeyPrincipal
 from a2agent.billing.ledger import Outcome, PendingRequest
 from a2agent.providers.adapters import Adapter, MalformedUpstream
 from a2agent.providers.sse import SSEDecoder, SSEEvent
-from a2agent.providers.upstream import UpstreamError, UpstreamPool, UpstreamResponse
+from a2agent.providers.upstream import Timeouts, UpstreamError, UpstreamPool, UpstreamResponse
 from a2agent.routing.catalog import ModelEntry, Route
 from a2agent.translate.usage import Usage
 
@@ -153,21 +154,29 @@ class Relay:
         for n, candidate in enumerate(routes[: max(self.settings.max_attempts, 1)]):
             if n:
                 route, adapter = candidate, self.adapter_for(ctx, candidate)
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 break
             ctx.route = route
             ch = route.channel
             t0 = time.perf_counter()
-            slot = await self.health.acquire(ch)
+            slot = await self.health.acquire(ch, queue_timeout=min(60.0, left))
             if slot is None:
                 ctx.attempts.append({"channel": ch.name, "outcome": "busy", "latency_ms": 0})
                 last = ApiError(429 if ctx.protocol != ANTHROPIC else 529,
                                 f"All channels for {ctx.entry.model_id} are busy; retry shortly.",
                                 headers={"retry-after": "1"})
                 continue
+            timeouts = None
+            if n:
+                # a retry gets only what is left of the request's deadline (the first attempt
+                # has its channel's own timeouts)
+                own = Timeouts.for_channel(ch, self.settings)
+                left = max(deadline - time.monotonic(), 0.001)
+                timeouts = dataclasses.replace(own, total=min(own.total, left))
             try:
                 resp = await self.pool.post(ch, adapter.path, adapter.request_body(ctx.raw),
-                                            caller_headers=ctx.caller_headers)
+                                            caller_headers=ctx.caller_headers, timeouts=timeouts)
             except UpstreamError as exc:
                 self.health.release(ch, ok=False, latency=time.perf_counter() - t0)
                 ctx.attempts.append({"channel": ch.name, "outcome": exc.kind,

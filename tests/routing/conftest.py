@@ -22,8 +22,10 @@ held, /readyz 200.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -50,11 +52,12 @@ CHANNELS = {
     "a-oai": ("openai", "A"), "a-ant": ("anthropic", "A"),
     "b-oai": ("openai", "B"), "b-ant": ("anthropic", "B"),
 }
-ROUTES = {
-    "solo-oai": [("a-oai", 0)],
-    "solo-ant": [("a-ant", 0)],
-    "duo-oai": [("a-oai", 10), ("b-ant", 0)],
-    "duo-ant": [("a-ant", 10), ("b-oai", 0)],
+ROUTES = {  # model -> [(channel, priority, weight)]
+    "solo-oai": [("a-oai", 0, 1)],
+    "solo-ant": [("a-ant", 0, 1)],
+    "duo-oai": [("a-oai", 10, 1), ("b-ant", 0, 1)],
+    "duo-ant": [("a-ant", 10, 1), ("b-oai", 0, 1)],
+    "spread": [("a-oai", 5, 3), ("b-oai", 5, 1), ("b-ant", 0, 1)],  # 3:1 by weight, then a fallback
 }
 TUNING = dict(connect_timeout=None, first_byte_timeout=1.0, idle_timeout=1.0, total_timeout=None,
               max_concurrency=None, max_queue=None, max_response_bytes=None, enabled=True)
@@ -261,6 +264,15 @@ class Rig:
         self.gw = env.gw.gateway
         self._dirty: set[str] = set(CHANNELS)
         self._http = httpx.Client(timeout=20)
+        self._settings = self.gw.relay.settings
+        self.pool = ThreadPoolExecutor(4, thread_name_prefix="routing-client")
+
+    def relay_settings(self, **values: Any) -> None:
+        """Change the relay's settings (max_attempts, upstream_total_timeout) for one test."""
+        self.gw.relay.settings = dataclasses.replace(self._settings, **values)
+
+    def background(self, fn: Any, *args: Any, **kw: Any) -> Future[Any]:
+        return self.pool.submit(fn, *args, **kw)
 
     @property
     def url(self) -> str:
@@ -269,13 +281,16 @@ class Rig:
     def setup_catalog(self) -> None:
         cat = self.env.services.catalog
         for name, (protocol, where) in CHANNELS.items():
-            up = self.up[where]
-            base = up.openai_base if protocol == "openai" else up.anthropic_base
-            self.env.call(cat.add_channel(name, protocol=protocol, base_url=base, api_key=f"k-{name}"))
+            self.env.call(cat.add_channel(name, protocol=protocol, base_url=self.base_url(name),
+                                          api_key=f"k-{name}"))
         for model, routes in ROUTES.items():
-            for ch, prio in routes:
+            for ch, prio, weight in routes:
                 self.env.call(cat.add_model(model, channel=ch, prices=PRICES, upstream_model=f"up-{model}",
-                                            priority=prio))
+                                            priority=prio, weight=weight))
+
+    def base_url(self, name: str) -> str:
+        protocol, where = CHANNELS[name]
+        return self.up[where].openai_base if protocol == "openai" else self.up[where].anthropic_base
 
     # ---- channel state ----
     def channel(self, name: str) -> Any:
@@ -297,8 +312,9 @@ class Rig:
             up.clear()
             up.set_default(Script(text=text, usage=usage))
         for name in sorted(self._dirty):
-            self.env.call(self.env.services.catalog.update_channel(name, **TUNING))
+            self.env.call(self.env.services.catalog.update_channel(name, base_url=self.base_url(name), **TUNING))
         self._dirty.clear()
+        self.gw.relay.settings = self._settings
         health = self.gw.health
         health.failure_threshold, health.cooldown = 5, 30.0
         for name in CHANNELS:
@@ -329,6 +345,7 @@ class Rig:
         return reply
 
     def close(self) -> None:
+        self.pool.shutdown(wait=True)
         self._http.close()
 
 

@@ -9,6 +9,8 @@ An upstream 429's ``Retry-After`` also keeps the channel out until then.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import email.utils
 import random
 import time
 from collections import deque
@@ -40,12 +42,22 @@ class ChannelState:
 
 
 def _parse_retry_after(value: str | None) -> float:
+    """Seconds from a Retry-After header: delay-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
     if not value:
         return 0.0
     try:
-        return min(max(float(value), 0.0), 3600.0)
+        seconds = float(value)
     except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return 0.0
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        seconds = when.timestamp() - time.time()
+    if seconds != seconds:  # NaN
         return 0.0
+    return min(max(seconds, 0.0), 3600.0)
 
 
 class ChannelHealth:

@@ -201,17 +201,22 @@ class SQLiteHotPath:
 
     def _apply(self, ops: list[Any]) -> list[Any]:
         conn = self._conn()
+        if len(ops) == 1:  # alone in its transaction: no savepoint needed
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = self._apply_one(conn, *ops[0])
+            except Exception as exc:  # noqa: BLE001 - reported to its caller
+                conn.execute("ROLLBACK")
+                return [exc]
+            conn.execute("COMMIT")
+            return [result]
         results: list[Any] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
             for kind, op in ops:
                 conn.execute("SAVEPOINT op")
                 try:
-                    if kind == "pending":
-                        conn.execute(self.q.pending.sql, self.q.pending.args(op))
-                        result: Any = True
-                    else:
-                        result = self._apply_settle(conn, op)
+                    result = self._apply_one(conn, kind, op)
                     conn.execute("RELEASE op")
                 except Exception as exc:  # noqa: BLE001 - only this operation fails
                     conn.execute("ROLLBACK TO op")
@@ -224,6 +229,12 @@ class SQLiteHotPath:
                 conn.execute("ROLLBACK")
             raise
         return results
+
+    def _apply_one(self, conn: sqlite3.Connection, kind: str, op: Any) -> Any:
+        if kind == "pending":
+            conn.execute(self.q.pending.sql, self.q.pending.args(op))
+            return True
+        return self._apply_settle(conn, op)
 
     def _apply_settle(self, conn: sqlite3.Connection, s: Settlement) -> bool:
         now = _sqlite_time(s.now)

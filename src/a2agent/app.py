@@ -255,5 +255,8 @@ def create_app(settings: Settings, gateway: Gateway | None = None, *, console: b
 def create_app_from_env() -> Starlette:
     """Factory for uvicorn workers: settings come from the environment set by `serve`."""
     from a2agent.config import load_settings
+    from a2agent.observability.logs import configure_logging
 
-    return create_app(load_settings())
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import secrets
 import signal
@@ -12,6 +11,7 @@ import sys
 import uvicorn
 
 from a2agent.config import Settings
+from a2agent.observability.logs import configure_logging
 from a2agent.services import Services
 from a2agent.store.db import upgrade_sync
 
@@ -67,7 +67,7 @@ def _exit_cleanly(signum: int, frame: object) -> None:
 
 
 def run_server(settings: Settings, config_file: str | None = None) -> None:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     upgrade_sync(settings.database_url)
     admin_password = asyncio.run(first_start(settings))
     local = None
@@ -84,6 +84,7 @@ def run_server(settings: Settings, config_file: str | None = None) -> None:
     sys.stdout.flush()
     _export_env(settings, config_file)
     common = dict(host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False,
+                  log_config=None,
                   loop="uvloop", http="httptools", timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
                   proxy_headers=True, forwarded_allow_ips="127.0.0.1")
     # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal: end cleanly instead, so the

@@ -259,3 +259,35 @@ def test_workers_share_state(tmp_path: Path, pg_url: str) -> None:
                 assert httpx.post(gw.url + "/v1/chat/completions", json=body, headers=auth).status_code == 403
             gw.terminate(60)
         assert run_cli("db", "verify", env=env).returncode == 0
+
+
+def test_token_limit_answers_429_with_both_header_trios(cluster: Cluster) -> None:
+    c = cluster
+    with ScriptedUpstream() as up:
+        c.cli("channel", "add", "up", "--protocol", "openai", "--base-url", up.openai_base)
+        c.cli("model", "add", "m", "--channel", "up", "--input-price", "1", "--output-price", "1")
+        key = _setup_tenant(c, "tokens@example.com")
+        c.cli("user", "limits", "tokens@example.com", "--rpm", "1000", "--tpm", "40")
+        body = {"model": "m", "messages": [{"role": "user", "content": "x" * 200}]}
+        auth = {"authorization": f"Bearer {key}"}
+        statuses = []
+        last = None
+        for i in range(6):
+            node = c.nodes[i % 3]
+            r = httpx.post(node.url + "/v1/chat/completions", json=body, headers=auth, timeout=20)
+            statuses.append(r.status_code)
+            if r.status_code == 429:
+                last = r
+                break
+            # the tokens are counted when the request settles: wait for it on that node
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                usage = httpx.get(node.url + "/v1/usage", headers=auth).json()
+                if usage["total"]["requests"] == i + 1:
+                    break
+                time.sleep(0.05)
+        assert last is not None, statuses
+        assert last.json()["error"]["code"] == "rate_limit_exceeded"
+        h = last.headers
+        assert h["x-ratelimit-limit-tokens"] == "40" and h["x-ratelimit-remaining-tokens"] == "0"
+        assert h["x-ratelimit-limit-requests"] == "1000" and int(h["retry-after"]) >= 1

@@ -173,6 +173,19 @@ class Admission:
             stats = await self.local_window.get_window_stats(item, *ids)
         return stats.reset_time - time.time()
 
+    async def _trio(self, kind: str, limit: int, scope: str, ident: int) -> dict[str, str]:
+        """x-ratelimit-{limit,remaining,reset}-{kind} for the tighter of the two scopes."""
+        item = RateLimitItemPerMinute(limit)
+        name = "rpm" if kind == "requests" else "tpm"
+        try:
+            stats = await self.window.get_window_stats(item, name, scope, str(ident))
+        except Exception:  # noqa: BLE001
+            stats = await self.local_window.get_window_stats(item, name, scope, str(ident))
+        reset = max(math.ceil(stats.reset_time - time.time()), 0)
+        return {f"x-ratelimit-limit-{kind}": str(limit),
+                f"x-ratelimit-remaining-{kind}": str(max(stats.remaining, 0)),
+                f"x-ratelimit-reset-{kind}": f"{reset}s"}
+
     async def _rate_limits(self, p: KeyPrincipal) -> None:
         rpm = p.rpm_limit if p.rpm_limit is not None else self.settings.default_rpm
         tpm = p.tpm_limit if p.tpm_limit is not None else self.settings.default_tpm
@@ -180,14 +193,20 @@ class Admission:
             item = RateLimitItemPerMinute(rpm)
             for scope, ident in (("account", p.account_id), ("key", p.key_id)):
                 if not await self._hit(item, "rpm", scope, str(ident)):
-                    raise _limit_error(f"{rpm} requests per minute per {scope}", rpm,
+                    err = _limit_error(f"{rpm} requests per minute per {scope}", rpm,
                                        await self._stats(item, "rpm", scope, str(ident)), "requests")
+                    if tpm:
+                        err.headers.update(await self._trio("tokens", tpm, scope, ident))
+                    raise err
         if tpm:
             item = RateLimitItemPerMinute(tpm)
             for scope, ident in (("account", p.account_id), ("key", p.key_id)):
                 if not await self._hit(item, "tpm", scope, str(ident), test=True):
-                    raise _limit_error(f"{tpm} tokens per minute per {scope}", tpm,
+                    err = _limit_error(f"{tpm} tokens per minute per {scope}", tpm,
                                        await self._stats(item, "tpm", scope, str(ident)), "tokens")
+                    if rpm:
+                        err.headers.update(await self._trio("requests", rpm, scope, ident))
+                    raise err
 
     async def record_tokens(self, p: KeyPrincipal, tokens: int) -> None:
         tpm = p.tpm_limit if p.tpm_limit is not None else self.settings.default_tpm

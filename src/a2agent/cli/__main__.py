@@ -1,0 +1,3 @@
+from a2agent.cli import main
+
+main()

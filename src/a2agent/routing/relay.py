@@ -102,7 +102,8 @@ class Relay:
             if not routes:
                 raise self._no_channel_error(ctx)
             # adapters validate/translate the body first: a 400 must not cost a pending record
-            adapter, route = self.adapter_for(ctx, routes[0]), routes[0]
+            routes, adapter = self._first_adapter(ctx, routes)
+            route = routes[0]
             await self.services.ledger.open_request(
                 pending, protocol=ctx.protocol, stream=ctx.stream, client_ip=ctx.client_ip,
                 input_estimate=ctx.input_estimate, instance_id=self.services.instance_id,
@@ -146,17 +147,41 @@ class Relay:
         return ApiError(503, f"No upstream channel is available for model {model}.",
                         code="no_channel", err_type="overloaded_error" if ctx.protocol == ANTHROPIC else "api_error")
 
+    def _first_adapter(self, ctx: RequestContext, routes: list[Route]) -> tuple[list[Route], Adapter]:
+        """The routes from the first one that can carry this request, and its adapter. A channel
+        whose protocol cannot express the request (no translation for it) is passed over; when
+        none can, the first refusal (400) goes to the caller."""
+        refused: ApiError | None = None
+        for i, candidate in enumerate(routes):
+            try:
+                return routes[i:], self.adapter_for(ctx, candidate)
+            except ApiError as err:
+                refused = refused or err
+                _unsupported(ctx, candidate)
+        assert refused is not None
+        raise refused
+
     # ---- connecting, with failover before the first byte ------------------------------------
     async def _connect(self, ctx: RequestContext, routes: list[Route], adapter: Adapter,
                        route: Route) -> tuple[UpstreamResponse, Adapter, Route]:
         last: ApiError | None = None
         deadline = time.monotonic() + self.settings.upstream_total_timeout
-        for n, candidate in enumerate(routes[: max(self.settings.max_attempts, 1)]):
+        tried = 0
+        for n, candidate in enumerate(routes):
+            if tried >= max(self.settings.max_attempts, 1):
+                break
             if n:
-                route, adapter = candidate, self.adapter_for(ctx, candidate)
+                try:
+                    route, adapter = candidate, self.adapter_for(ctx, candidate)
+                except ApiError:
+                    # this channel cannot carry the request: not an attempt, and not the
+                    # caller's error to report (the previous channel's failure is)
+                    _unsupported(ctx, candidate)
+                    continue
             left = deadline - time.monotonic()
             if left <= 0:
                 break
+            tried += 1
             ctx.route = route
             ch = route.channel
             t0 = time.perf_counter()
@@ -415,6 +440,10 @@ class Relay:
                     await asyncio.sleep(0.05 * 2**attempt)
         finally:
             release()
+
+
+def _unsupported(ctx: RequestContext, route: Route) -> None:
+    ctx.attempts.append({"channel": route.channel.name, "outcome": "unsupported", "latency_ms": 0})
 
 
 def _channel_of(ctx: RequestContext) -> dict[str, Any]:

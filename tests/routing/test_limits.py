@@ -194,3 +194,42 @@ def test_total_timeout_ends_a_slow_answer(rig: Rig, tenant: Tenant, caller: str,
     rec = tenant.only_record()
     assert rec.status == "timeout" and rec.cost_micro == 0
     assert rig.a.wait_until(lambda u: u.client_disconnects == 1, 5)
+
+
+AUDIO_MSGS = [{"role": "user", "content": [
+    {"type": "text", "text": "What is this?"},
+    {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+]}]  # fine for an OpenAI upstream; Anthropic Messages has no audio input to translate it to
+
+
+def _audio_request(rig: Rig, t: Tenant, model: str) -> Any:
+    return rig._http.post(rig.url + "/v1/chat/completions", headers={"authorization": f"Bearer {t.key}"},
+                          json={"model": model, "messages": AUDIO_MSGS})
+
+
+def test_failover_skips_a_channel_that_cannot_take_the_request(rig: Rig, tenant: Tenant) -> None:
+    """The backup speaks the other protocol and cannot carry this request: the caller gets the
+    primary's upstream error, not a 400 blaming its (valid) request."""
+    rig.a.enqueue(status=503, error_message="primary overloaded")
+    r = _audio_request(rig, tenant, "duo-oai")
+    assert r.status_code == 502, r.text
+    assert "primary overloaded" in r.json()["error"]["message"]
+    assert not rig.b.requests
+    rec = tenant.only_record()
+    assert rec.status == "upstream_error" and rec.cost_micro == 0
+    assert attempts(rec) == [("a-oai", "http_503"), ("b-ant", "unsupported")]
+
+
+def test_a_channel_that_cannot_take_the_request_is_passed_over(rig: Rig, tenant: Tenant) -> None:
+    """The preferred channel would need a translation this request does not allow; a lower
+    priority channel that speaks the caller's protocol serves it."""
+    r = _audio_request(rig, tenant, "duo-ant")
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"] == TEXT_B
+    rec = tenant.only_record()
+    assert rec.status == "ok" and rec.cost_micro == COST_B
+    assert attempts(rec) == [("a-ant", "unsupported"), ("b-oai", "ok")]
+    # with no such channel the request is refused as before: 400, nothing recorded
+    r = _audio_request(rig, tenant, "solo-ant")
+    assert r.status_code == 400 and r.json()["error"]["param"], r.text
+    assert len(tenant.records()) == 1

@@ -209,13 +209,22 @@ class Relay:
                 last = ApiError(504 if exc.is_timeout else 502, f"{_sentence(exc.message)}.",
                                 code="upstream_timeout" if exc.is_timeout else "upstream_unavailable")
                 continue
+            except BaseException:
+                # anything unexpected (or a cancellation) must not keep the channel's slot: a
+                # leaked slot lowers its concurrency for good, a leaked probe takes it out for good
+                self.health.release(ch, ok=False, latency=time.perf_counter() - t0)
+                raise
             latency = time.perf_counter() - t0
             if resp.status < 400:
                 ctx.ttfb_ms = ctx.elapsed_ms()
                 ctx.attempts.append({"channel": ch.name, "outcome": "ok", "latency_ms": int(latency * 1000)})
                 resp.health_slot = (ch, t0)  # type: ignore[attr-defined]
                 return resp, adapter, route
-            err = await self._upstream_status_error(ctx, resp)
+            try:
+                err = await self._upstream_status_error(ctx, resp)
+            except BaseException:
+                self.health.release(ch, ok=False, latency=latency)
+                raise
             retryable = resp.status in RETRYABLE_STATUS
             # a 429 means the channel is alive but busy: Retry-After keeps it out, the breaker does not count it
             self.health.release(ch, ok=not retryable or resp.status == 429, latency=latency,

@@ -233,3 +233,25 @@ def test_a_channel_that_cannot_take_the_request_is_passed_over(rig: Rig, tenant:
     r = _audio_request(rig, tenant, "solo-ant")
     assert r.status_code == 400 and r.json()["error"]["param"], r.text
     assert len(tenant.records()) == 1
+
+
+def test_an_unexpected_failure_while_connecting_frees_the_channel_slot(rig: Rig, tenant: Tenant,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug or a cancellation while the upstream is being called must not keep the slot (the
+    rig's teardown checks every channel's in_flight and probe flag)."""
+    async def broken(*args: Any, **kw: Any) -> Any:
+        raise RuntimeError("boom")
+
+    health = rig.gw.health
+    health.failure_threshold, health.cooldown = 1, 0.2
+    rig.a.enqueue(status=500)
+    rig.send(tenant, "openai", "solo-oai", stream=False)
+    wait_for(lambda: rig.describe("a-oai") == "half_open", 5, "the cool-down")
+    monkeypatch.setattr(rig.gw.pool, "post", broken)
+    r = rig.send(tenant, "openai", "solo-oai", stream=False)  # the half-open probe
+    monkeypatch.undo()
+    assert r.status == 500 and "not charged" in r.json()["error"]["message"]
+    st = rig.state("a-oai")
+    assert st.in_flight == 0 and not st.probe_in_flight
+    wait_for(lambda: rig.describe("a-oai") == "half_open", 5, "the cool-down")
+    assert_answer(rig.send(tenant, "openai", "solo-oai", stream=False), "openai", False, TEXT_A)

@@ -185,6 +185,12 @@ class UpstreamPool:
             raise UpstreamError("connect", f"could not connect to upstream: {_describe(exc)}") from None
         except (aiohttp.ClientError, ConnectionError) as exc:
             raise UpstreamError("reset", f"upstream connection failed: {_describe(exc)}") from None
+        except ValueError:
+            # aiohttp refuses to build the request (e.g. a control character in the channel's
+            # credential or extra headers): the channel cannot be used, like a connect failure.
+            # The text is not relayed: it may quote the offending value.
+            raise UpstreamError("connect", "the request to the upstream could not be sent (check the "
+                                           "channel's base URL, credential and extra headers)") from None
         return UpstreamResponse(resp, t, deadline,
                                 ch.max_response_bytes or self.settings.upstream_max_response_bytes)
 

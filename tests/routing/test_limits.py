@@ -255,3 +255,18 @@ def test_an_unexpected_failure_while_connecting_frees_the_channel_slot(rig: Rig,
     assert st.in_flight == 0 and not st.probe_in_flight
     wait_for(lambda: rig.describe("a-oai") == "half_open", 5, "the cool-down")
     assert_answer(rig.send(tenant, "openai", "solo-oai", stream=False), "openai", False, TEXT_A)
+
+
+@pytest.mark.parametrize("caller", ["openai", "anthropic"])
+def test_a_channel_whose_request_cannot_be_sent_fails_over(rig: Rig, tenant: Tenant, caller: str) -> None:
+    """A channel credential aiohttp refuses to put in a header (a pasted newline) is that
+    channel's failure: the backup answers; with one channel the caller gets a 502."""
+    rig.tune("a-oai", api_key="sk-upstream\nsecond-line")
+    assert_answer(rig.send(tenant, caller, "duo-oai", stream=True), caller, True, TEXT_B)
+    r = rig.send(tenant, caller, "solo-oai", stream=False)
+    err = assert_error_body(r, caller, 502)
+    assert "second-line" not in err["message"] and "sk-upstream" not in err["message"]
+    failover, solo = sorted(tenant.records(), key=lambda rec: rec.created_at)
+    assert attempts(failover) == [("a-oai", "connect"), ("b-ant", "ok")]
+    assert attempts(solo) == [("a-oai", "connect")] and solo.cost_micro == 0
+    assert not rig.a.requests

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.routing.conftest import (
@@ -90,6 +91,8 @@ def test_fault(rig: Rig, tenant: Tenant, fault: Fault, caller: str, stream: bool
         assert rec.status == "ok" and rec.channel == ch_b, (rec.status, rec.channel)
         assert rec.cost_micro == COST_B, rec.cost_micro  # charged once, for B's answer
         assert attempts(rec) == [(ch_a, fault.outcome), (ch_b, "ok")]
+        first = orjson.loads(rec.attempts)[0]["latency_ms"]
+        assert (900 <= first < 2500) if fault.name == "stall_before_headers" else (0 <= first < 900), first
     elif harmless:
         if relayed_raw:
             assert r.status == 200 and r.events[-1][0] == "message_stop"
@@ -112,7 +115,7 @@ def test_fault(rig: Rig, tenant: Tenant, fault: Fault, caller: str, stream: bool
             assert_stream_error(r, caller)
         rec = tenant.only_record()
         expected_status = "upstream_error" if (not stream and fault.error_status == 502) else fault.rec_status
-        assert rec.status == expected_status, (rec.status, rec.error_type)
+        assert (rec.status, rec.channel) == (expected_status, ch_a), (rec.status, rec.error_type, rec.channel)
         assert rec.cost_micro == 0 and rec.input_tokens == rec.output_tokens == 0
         assert attempts(rec) == [(ch_a, fault.outcome if fault.pre else "ok")]
 

@@ -32,11 +32,13 @@ def test_priority_then_weight(rig: Rig) -> None:
     assert all(sel.order(entry)[-1].channel.name == "b-ant" for _ in range(50))  # lower priority last
 
 
-def test_weighted_traffic_reaches_both_channels(rig: Rig, tenant: Tenant) -> None:
+def test_weighted_traffic_reaches_both_channels(rig: Rig, tenant: Tenant, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rig.gw.selector, "rng", random.Random(11))  # deterministic picks
     for _ in range(30):
         assert rig.send(tenant, "openai", "spread", stream=False).status == 200
     a, b = len(rig.a.requests), len(rig.b.requests)
     assert a + b == 30 and a > b > 0, (a, b)
+    assert {rec.channel for rec in tenant.records()} == {"a-oai", "b-oai"}
 
 
 def test_next_priority_only_when_the_best_is_out(rig: Rig, tenant: Tenant) -> None:
@@ -132,7 +134,7 @@ def test_half_open_lets_one_probe_through(rig: Rig, tenant: Tenant) -> None:
     rig.tune("a-oai", idle_timeout=5.0)
     _trip(rig, tenant, 1)
     wait_for(lambda: rig.describe("a-oai") == "half_open", 5, "the cool-down")
-    rig.a.enqueue(Script(text=TEXT_A, usage=USAGE_A, stall_mid_stream=1.0, stall_after=2))
+    rig.a.enqueue(Script(text=TEXT_A, usage=USAGE_A, stall_mid_stream=1.5, stall_after=2))
     probe = rig.background(rig.send, tenant, "openai", "duo-oai", True)
     wait_for(lambda: rig.state("a-oai").probe_in_flight, 5, "the probe to start")
     # while the probe runs, other requests keep away from the channel

@@ -185,3 +185,21 @@ def test_retry_after_as_an_http_date(rig: Rig, tenant: Tenant) -> None:
     assert_error_body(r, "openai", 429)
     assert 15 <= int(r.headers["retry-after"]) <= 21
     assert len(rig.a.requests) == 1
+
+
+@pytest.mark.parametrize("caller", ["openai", "anthropic"])
+def test_every_channel_rate_limited(rig: Rig, tenant: Tenant, caller: str) -> None:
+    """Both channels answer 429: the caller gets 429 with the last upstream's Retry-After; until
+    the sooner of the two blocks ends, the gateway answers 429 itself, with the time left."""
+    rig.a.enqueue(Script(status=429, retry_after=30))
+    rig.b.enqueue(Script(status=429, retry_after=12))
+    r = rig.send(tenant, caller, "duo-oai", stream=True)
+    assert_error_body(r, caller, 429)
+    assert r.headers["retry-after"] == "12"
+    r = rig.send(tenant, caller, "duo-oai", stream=False)
+    err = assert_error_body(r, caller, 429)
+    assert 10 <= int(r.headers["retry-after"]) <= 12
+    assert "rate limited" in err["message"]
+    assert len(rig.a.requests) == len(rig.b.requests) == 1
+    (rec,) = tenant.records()  # the gateway's own refusal is not a request to any upstream
+    assert attempts(rec) == [("a-oai", "http_429"), ("b-ant", "http_429")] and rec.cost_micro == 0

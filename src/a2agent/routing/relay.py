@@ -181,7 +181,6 @@ class Relay:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            tried += 1
             ctx.route = route
             ch = route.channel
             t0 = time.perf_counter()
@@ -191,7 +190,8 @@ class Relay:
                 last = ApiError(429 if ctx.protocol != ANTHROPIC else 529,
                                 f"All channels for {ctx.entry.model_id} are busy; retry shortly.",
                                 headers={"retry-after": "1"})
-                continue
+                continue  # nothing was called: not an attempt
+            tried += 1
             timeouts = None
             if n:
                 # a retry gets only what is left of the request's deadline (the first attempt

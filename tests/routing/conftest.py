@@ -312,7 +312,8 @@ class Rig:
             up.clear()
             up.set_default(Script(text=text, usage=usage))
         for name in sorted(self._dirty):
-            self.env.call(self.env.services.catalog.update_channel(name, base_url=self.base_url(name), **TUNING))
+            self.env.call(self.env.services.catalog.update_channel(name, base_url=self.base_url(name),
+                                                                   api_key=f"k-{name}", **TUNING))
         self._dirty.clear()
         self.gw.relay.settings = self._settings
         health = self.gw.health

@@ -270,3 +270,17 @@ def test_a_channel_whose_request_cannot_be_sent_fails_over(rig: Rig, tenant: Ten
     assert attempts(failover) == [("a-oai", "connect"), ("b-ant", "ok")]
     assert attempts(solo) == [("a-oai", "connect")] and solo.cost_micro == 0
     assert not rig.a.requests
+
+
+def test_a_busy_channel_is_not_an_attempt(rig: Rig, tenant: Tenant) -> None:
+    """max_attempts bounds calls to upstreams; passing over a channel at its concurrency limit
+    calls nothing, so it must not use up an attempt (nor may the caller be told that *all*
+    channels are busy while one is free)."""
+    rig.relay_settings(max_attempts=1)
+    rig.tune("a-oai", max_concurrency=1, max_queue=0, idle_timeout=5.0)
+    holder = _hold(rig, tenant, "solo-oai", 1.0)
+    wait_for(lambda: rig.state("a-oai").in_flight == 1, 5, "the first stream to take the slot")
+    assert_answer(rig.send(tenant, "openai", "duo-oai", stream=False), "openai", False, TEXT_B)
+    assert_answer(holder.result(10), "openai", True, TEXT_A)
+    recs = sorted(tenant.records(), key=lambda rec: rec.created_at)
+    assert attempts(recs[1]) == [("a-oai", "busy"), ("b-ant", "ok")]

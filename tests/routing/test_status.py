@@ -66,11 +66,6 @@ def test_channel_list_shows_circuit_error_rate_and_latency(rig: Rig, tenant: Ten
     assert not any("k-" in json.dumps(r) or "api_key" in r for r in rows.values())  # credentials never shown
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "routing/status.py counts a channel's errors from request records by their final channel; a "
-    "request that failed on channel P and was answered by B is one ok record for B, so P's failures "
-    "(kept only in the record's attempts list) never show in `channel list` (the admin page, which "
-    "reads the in-process breaker statistics, does show them)"))
 def test_channel_list_counts_failures_that_were_failed_over(rig: Rig, tenant: Tenant) -> None:
     model, (primary, backup) = _fresh_model(rig, ("A", "openai", 10), ("B", "openai", 0))
     rig.a.enqueue(Script(status=500, repeat=2))

@@ -1,5 +1,6 @@
 """Channel status across every live instance: circuit state (from the instances' heartbeats)
-and recent error rate and latency (from request records, so all instances count)."""
+and recent error rate and latency (from the attempts in request records, so all instances
+count, and a failure that was failed over still counts against its channel)."""
 
 from __future__ import annotations
 
@@ -16,25 +17,44 @@ WINDOW = dt.timedelta(minutes=15)
 LIVE = dt.timedelta(seconds=30)
 
 
+def _upstream_failure(outcome: str | None) -> bool | None:
+    """Did this attempt fail because of the upstream? None: the attempt says nothing about it."""
+    if outcome in (None, "busy", "unsupported"):
+        return None
+    if outcome == "ok":
+        return False
+    if outcome.startswith("http_"):
+        code = outcome[5:]
+        return code == "429" or code.startswith("5")  # other 4xx: the request, not the channel
+    return True  # connect, reset, timeouts, malformed answers
+
+
 async def channel_status(services: Services) -> dict[str, dict[str, Any]]:
     since = utcnow() - WINDOW
     out: dict[str, dict[str, Any]] = {}
     async with services.db.read_conn() as conn:
         rows = (await conn.execute(
-            select(RequestRecord.channel, RequestRecord.status, RequestRecord.ttfb_ms)
-            .where(RequestRecord.created_at >= since, RequestRecord.channel.is_not(None))
+            select(RequestRecord.status, RequestRecord.attempts)
+            .where(RequestRecord.created_at >= since, RequestRecord.attempts.is_not(None))
             .order_by(RequestRecord.created_at.desc()).limit(20_000)
         )).all()
         instances = (await conn.execute(select(Instance.heartbeat_at, Instance.channel_states))).all()
-    per: dict[str, list[tuple[str, int | None]]] = {}
-    for channel, status, ttfb in rows:
-        per.setdefault(channel, []).append((status, ttfb))
+    per: dict[str, list[tuple[bool, int | None]]] = {}
+    for status, raw in rows:
+        tries = json.loads(raw) if raw else []
+        for n, attempt in enumerate(tries):
+            outcome = attempt.get("outcome")
+            failed = _upstream_failure(outcome)
+            if failed is None:
+                continue  # not the channel's doing (our own busy refusal, a request it cannot carry)
+            if outcome == "ok" and n == len(tries) - 1 and status in ("upstream_error", "timeout"):
+                failed = True  # it answered, then failed mid-stream
+            per.setdefault(attempt["channel"], []).append((failed, attempt.get("latency_ms")))
     for channel, items in per.items():
-        failures = sum(1 for status, _ in items if status in ("upstream_error", "timeout"))
-        lat = sorted(t for status, t in items if status == "ok" and t is not None)
+        lat = sorted(ms for failed, ms in items if not failed and ms is not None)
         out[channel] = {
             "requests_15m": len(items),
-            "error_rate_15m": round(failures / len(items), 4) if items else None,
+            "error_rate_15m": round(sum(f for f, _ in items) / len(items), 4),
             "p50_ttfb_ms": lat[len(lat) // 2] if lat else None,
         }
     live = [json.loads(states) for beat, states in instances if states and beat >= utcnow() - LIVE]

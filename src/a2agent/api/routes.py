@@ -136,6 +136,17 @@ def _caller_headers(request: Request) -> dict[str, str]:
     return out
 
 
+async def _admitted_model(gw: Any, principal: KeyPrincipal, body: dict[str, Any]) -> Any:
+    """The account may send requests, and the model it names exists (else ApiError)."""
+    gw.admission.check_account(principal)
+    snapshot = await gw.services.catalog.snapshot(principal.catalog_version)
+    entry = snapshot.models.get(body["model"])
+    if entry is None:
+        raise ApiError(404, f"The model '{body['model']}' does not exist or you do not have access "
+                            f"to it. {MODELS_HINT}", code="model_not_found", param="model")
+    return entry
+
+
 async def _relay(request: Request, protocol: str) -> Response:
     gw = request.app.state.gateway
     rid = new_request_id()
@@ -144,12 +155,7 @@ async def _relay(request: Request, protocol: str) -> Response:
         raw = await read_body(request, gw.settings.max_body_bytes)
         body = parse_json(raw)
         validate(body, protocol)
-        gw.admission.check_account(principal)
-        snapshot = await gw.services.catalog.snapshot(principal.catalog_version)
-        entry = snapshot.models.get(body["model"])
-        if entry is None:
-            raise ApiError(404, f"The model '{body['model']}' does not exist or you do not have access "
-                                f"to it. {MODELS_HINT}", code="model_not_found", param="model")
+        entry = await _admitted_model(gw, principal, body)
         release = await gw.admission.admit(principal)
         ctx = RequestContext(
             request_id=rid,
@@ -183,12 +189,8 @@ async def count_tokens(request: Request) -> Response:
         body = parse_json(raw)
         _require(body, "model", str, "a string")
         _require(body, "messages", list, "an array of messages")
-        gw.admission.check_account(principal)  # it calls the upstream with the channel's credential
-        snapshot = await gw.services.catalog.snapshot(principal.catalog_version)
-        entry = snapshot.models.get(body["model"])
-        if entry is None:
-            raise ApiError(404, f"The model '{body['model']}' does not exist. {MODELS_HINT}",
-                           code="model_not_found")
+        # admitted like a request: it may call the upstream with the channel's credential
+        entry = await _admitted_model(gw, principal, body)
         count = await gw.token_counts.count(entry, body, _caller_headers(request))
         return Response(orjson.dumps({"input_tokens": count}), media_type="application/json")
     except ApiError as err:

@@ -31,7 +31,9 @@ from a2agent.translate.usage import Usage
 log = logging.getLogger("a2agent.relay")
 
 KEEPALIVE_SECONDS = 10.0  # ping a silent stream this often
-RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+# 401/403 from an upstream mean the channel's own credential is refused: the channel is broken,
+# not the caller's request, so another channel may serve it (and the breaker counts it)
+RETRYABLE_STATUS = frozenset({401, 403, 408, 409, 429, 500, 502, 503, 504, 529})
 
 
 @dataclass

@@ -99,6 +99,23 @@ def validate(body: dict[str, Any], protocol: str) -> None:
         raise ApiError(400, "stream: must be a boolean", param="stream")
 
 
+def validate_embeddings(body: dict[str, Any], protocol: str) -> None:
+    _require(body, "model", str, "a string")
+    value = body.get("input")
+    if value is None:
+        raise ApiError(400, "input: Field required", param="input", code="missing_required_field")
+    if isinstance(value, str):
+        ok = bool(value)
+    elif isinstance(value, list):
+        ok = bool(value) and all(isinstance(v, (str, int, list)) for v in value)
+    else:
+        ok = False
+    if not ok:
+        raise ApiError(400, "input: must be a non-empty string or array", param="input", code="invalid_type")
+    if body.get("stream"):
+        raise ApiError(400, "stream: embeddings are not streamed", param="stream")
+
+
 def estimate_input_tokens(body: dict[str, Any]) -> int:
     """Cheap estimate (≈4 characters a token; 1,000 a picture) used before usage is known."""
     chars = 0
@@ -123,6 +140,7 @@ def estimate_input_tokens(body: dict[str, Any]) -> int:
     walk(body.get("system"))
     walk(body.get("messages"))
     walk(body.get("tools"))
+    walk(body.get("input"))  # embeddings
     return max((chars + 3) // 4 + images * 1000, 1)
 
 
@@ -147,14 +165,14 @@ async def _admitted_model(gw: Any, principal: KeyPrincipal, body: dict[str, Any]
     return entry
 
 
-async def _relay(request: Request, protocol: str) -> Response:
+async def _relay(request: Request, protocol: str, endpoint: str = "chat") -> Response:
     gw = request.app.state.gateway
     rid = new_request_id()
     try:
         principal = await authenticate(request)
         raw = await read_body(request, gw.settings.max_body_bytes)
         body = parse_json(raw)
-        validate(body, protocol)
+        (validate_embeddings if endpoint == "embeddings" else validate)(body, protocol)
         entry = await _admitted_model(gw, principal, body)
         release = await gw.admission.admit(principal)
         ctx = RequestContext(
@@ -167,6 +185,7 @@ async def _relay(request: Request, protocol: str) -> Response:
             client_ip=request.client.host if request.client else None,
             caller_headers=_caller_headers(request),
             input_estimate=estimate_input_tokens(body),
+            endpoint=endpoint,
         )
         return await gw.relay.run(ctx, release)
     except ApiError as err:
@@ -178,7 +197,11 @@ async def chat_completions(request: Request) -> Response:
 
 
 async def messages(request: Request) -> Response:
-    return await _relay(request, ANTHROPIC)
+    return await _relay(request, ANTHROPIC, "messages")
+
+
+async def embeddings(request: Request) -> Response:
+    return await _relay(request, OPENAI, "embeddings")
 
 
 async def count_tokens(request: Request) -> Response:
@@ -267,6 +290,7 @@ routes = [
     Route("/v1/chat/completions", chat_completions, methods=["POST"]),
     Route("/v1/messages", messages, methods=["POST"]),
     Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
+    Route("/v1/embeddings", embeddings, methods=["POST"]),
     Route("/v1/models", list_models, methods=["GET"]),
     Route("/v1/usage", key_usage, methods=["GET"]),
     Route("/api/hello", ok_probe, methods=["GET", "HEAD"]),

@@ -152,6 +152,27 @@ class OpenAIPassthrough(Adapter):
         return raw
 
 
+class OpenAIEmbeddings(Adapter):
+    """``POST /v1/embeddings`` passed through to an OpenAI-protocol channel (input tokens only)."""
+
+    caller = OPENAI
+    upstream = OPENAI
+    path = "/embeddings"
+
+    @property
+    def stream(self) -> bool:
+        return False
+
+    def request_body(self, raw: bytes) -> bytes:
+        if self.body.get("model") == self.upstream_model:
+            return raw
+        return orjson.dumps({**self.body, "model": self.upstream_model})
+
+    def response(self, data: dict[str, Any], raw: bytes) -> bytes:
+        self.usage = usage_from_openai(data.get("usage"))
+        return raw
+
+
 class AnthropicPassthrough(Adapter):
     caller = ANTHROPIC
     upstream = ANTHROPIC

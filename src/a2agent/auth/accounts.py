@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
 
-from a2agent.auth.keys import KeyHasher, display_parts, generate_key, looks_like_key, mask
+from a2agent.auth.keys import KeyHasher, display_parts, generate_key, looks_like_key
 from a2agent.auth.passwords import hash_password
 from a2agent.store.db import Database
 from a2agent.store.models import Account, ApiKey, utcnow
@@ -207,11 +206,3 @@ class Accounts:
             max_concurrency=row[8],
             catalog_version=int(row[9] or 0),
         )
-
-    async def touch_key(self, key_id: int, when: dt.datetime | None = None) -> None:
-        async with self.db.write() as s:
-            await s.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=when or utcnow()))
-
-
-def masked(key: ApiKey) -> str:
-    return mask(key.prefix, key.last4)

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from a2agent.auth.keys import mask
 from a2agent.billing.money import micro_to_usd
 from a2agent.store.db import Database
 from a2agent.store.models import ApiKey, DailyUsage, RequestRecord
@@ -45,7 +46,7 @@ class UsageQueries:
             "object": "key_usage",
             "key": {
                 "name": key[0] if key else None,
-                "masked": f"{key[1]}…{key[2]}" if key else None,
+                "masked": mask(key[1], key[2]) if key else None,
                 "created": key[3].isoformat() if key and key[3] else None,
                 "last_used": key[4].isoformat() if key and key[4] else None,
             },

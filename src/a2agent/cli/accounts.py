@@ -10,7 +10,6 @@ from a2agent.cli.base import CliError, _echo_json, _usd, cli, run_async
 from a2agent.services import Services
 import secrets
 
-from a2agent.auth.accounts import masked
 from a2agent.auth.passwords import check_password_strength
 from a2agent.billing.money import micro_to_usd
 
@@ -169,7 +168,7 @@ async def key_list(services: Services, email: str, as_json: bool) -> None:
         {
             "id": k.id,
             "name": k.name,
-            "masked_key": masked(k),
+            "masked_key": k.masked,
             "created": k.created_at.isoformat(),
             "last_used": k.last_used_at.isoformat() if k.last_used_at else None,
         }

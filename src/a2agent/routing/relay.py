@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
@@ -513,6 +512,3 @@ def _describe(exc: BaseException) -> str:
     # the type only: an exception's text may quote upstream content, which is never logged
     return type(exc).__name__
 
-
-def estimate_chars_tokens(chars: int) -> int:
-    return max(math.ceil(chars / 4), 0)

@@ -23,6 +23,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from a2agent.auth.keys import mask  # pure formatting, no dependencies
+
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
     """Timezone-aware UTC datetimes on both SQLite (naive storage) and PostgreSQL."""
@@ -84,7 +86,7 @@ class ApiKey(Base):
 
     @property
     def masked(self) -> str:
-        return f"{self.prefix}…{self.last4}"
+        return mask(self.prefix, self.last4)
 
 
 class Channel(Base):

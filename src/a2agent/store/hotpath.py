@@ -256,6 +256,15 @@ class SQLiteHotPath:
         self._write_thread.shutdown(wait=True)
 
 
+def _lock_order(item: tuple[str, Any]) -> tuple[int, int, str]:
+    """Every writer (each instance's batches) takes row locks in this one order — account, then
+    its key, then the roll-up row — so concurrent batches cannot deadlock on PostgreSQL."""
+    kind, op = item
+    if kind == "pending":
+        return (-1, 0, "")  # inserts of new rows: nothing shared to wait for
+    return (op.account_id, op.key_id, op.model)
+
+
 def _rollup_params(s: Settlement, day: Any) -> dict[str, Any]:
     v = s.values
     return {"day": day, "account_id": s.account_id, "key_id": s.key_id, "model": s.model,
@@ -294,18 +303,19 @@ class PostgresHotPath:
 
     async def _run_batch(self, ops: list[Any]) -> list[Any]:
         pool = await self._get_pool()
-        results: list[Any] = []
+        results: list[Any] = [None] * len(ops)
         async with pool.acquire() as con, con.transaction():
-            for kind, op in ops:
+            for i in sorted(range(len(ops)), key=lambda i: _lock_order(ops[i])):
+                kind, op = ops[i]
                 try:
                     async with con.transaction():  # a savepoint
                         if kind == "pending":
                             await con.execute(self.q.pending.sql, *self.q.pending.args(op))
-                            results.append(True)
+                            results[i] = True
                         else:
-                            results.append(await self._apply_settle(con, op))
+                            results[i] = await self._apply_settle(con, op)
                 except Exception as exc:  # noqa: BLE001 - only this operation fails
-                    results.append(exc)
+                    results[i] = exc
         return results
 
     async def _apply_settle(self, con: Any, s: Settlement) -> bool:

@@ -92,10 +92,10 @@ def test_user_journey(env: Any, new_context: Any, shots: Any, console_errors: li
     page.click("tr[data-key-row] button:has-text('Copy Connection Info')")
     block = page.evaluate("navigator.clipboard.readText()")
     assert "production" in block and key in block
-    assert f"OpenAI base URL:    {env.url}/v1" in block
-    assert f"Anthropic base URL: {env.url}" in block
-    for line in (f"OPENAI_API_KEY={key}", f"OPENAI_BASE_URL={env.url}/v1",
-                 f"ANTHROPIC_AUTH_TOKEN={key}", f"ANTHROPIC_BASE_URL={env.url}"):
+    assert f"# OpenAI base URL:    {env.url}/v1" in block
+    assert f"# Anthropic base URL: {env.url}" in block
+    for line in (f"export OPENAI_API_KEY='{key}'", f"export OPENAI_BASE_URL='{env.url}/v1'",
+                 f"export ANTHROPIC_AUTH_TOKEN='{key}'", f"export ANTHROPIC_BASE_URL='{env.url}'"):
         assert line in block.splitlines()
     shots(page, "07-keys-list")
 
@@ -170,7 +170,7 @@ def test_user_journey(env: Any, new_context: Any, shots: Any, console_errors: li
     other.click("tr[data-key-row] button:has-text('Copy Connection Info')")
     block = other.evaluate("navigator.clipboard.readText()")
     assert key not in block
-    assert "does not hold" in block and "OPENAI_API_KEY=<YOUR_API_KEY>" in block
+    assert "does not hold" in block and "export OPENAI_API_KEY='<YOUR_API_KEY>'" in block
 
     # ---- delete with confirmation → 401 ----------------------------------------------------------
     page.goto("/keys")

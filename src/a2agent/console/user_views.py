@@ -63,11 +63,14 @@ def _sum_days(days: list[dict[str, Any]]) -> dict[str, int]:
 async def _keys_context(c: Console, viewer: Viewer) -> dict[str, Any]:
     keys = await c.services.accounts.list_keys(viewer.account_id)
     totals = await queries.key_totals(c.services.db, viewer.account_id)
-    return {"keys": keys, "totals": totals, "zero": queries.empty()}
+    models = [m.model_id for m in await c.services.catalog.list_models() if m.protocols]
+    return {"keys": keys, "totals": totals, "zero": queries.empty(), "models": models,
+            "now": dt.datetime.now(dt.UTC)}
 
 
 async def keys_page(c: Console, request: Request, viewer: Viewer) -> Response:
-    return c.page(request, "keys.html", viewer, **await _keys_context(c, viewer))
+    return c.page(request, "keys.html", viewer, suggested=await suggested_models(c),
+                  **await _keys_context(c, viewer))
 
 
 async def create_key(c: Console, request: Request, viewer: Viewer) -> Response:
@@ -76,7 +79,8 @@ async def create_key(c: Console, request: Request, viewer: Viewer) -> Response:
     key, value = await c.services.accounts.create_key(viewer.account_id, label or None)
     ctx = await _keys_context(c, viewer)
     template = "keys_created.html" if request.headers.get("hx-request") else "keys.html"
-    return c.page(request, template, viewer, created=key, created_value=value, **ctx)
+    return c.page(request, template, viewer, created=key, created_value=value,
+                  suggested=await suggested_models(c), **ctx)
 
 
 async def delete_key(c: Console, request: Request, viewer: Viewer) -> Response:
@@ -158,13 +162,24 @@ async def models_page(c: Console, request: Request, viewer: Viewer) -> Response:
     return c.page(request, "models.html", viewer, models=models)
 
 
+async def suggested_models(c: Console) -> dict[str, str]:
+    """The catalogue's models that snippets name: an example, one for Claude Code's main model
+    (a Claude one if served) and one for its small/fast model (the cheapest)."""
+    models = [m for m in await c.services.catalog.list_models() if m.protocols]
+    if not models:
+        return {"model": "MODEL_ID", "claude": "MODEL_ID", "small": "MODEL_ID"}
+    example = models[0].model_id
+    claude = next((m.model_id for m in models if "claude" in m.model_id), example)
+    cheapest = min(models, key=lambda m: (m.prices.input + m.prices.output, m.model_id))
+    return {"model": example, "claude": claude, "small": cheapest.model_id}
+
+
 async def docs_page(c: Console, request: Request, viewer: Viewer | None) -> Response:
     """Public: the guide holds no secrets, and people read it before signing up."""
-    models = [m for m in await c.services.catalog.list_models() if m.protocols]
-    example = models[0].model_id if models else "MODEL_ID"
-    claude = next((m.model_id for m in models if "claude" in m.model_id), example)
-    return c.page(request, "docs.html", viewer, model=example, claude_model=claude,
-                  models=models)
+    suggested = await suggested_models(c)
+    return c.page(request, "docs.html", viewer, model=suggested["model"],
+                  claude_model=suggested["claude"], small_model=suggested["small"],
+                  suggested=suggested)
 
 
 async def setup_redirect(c: Console, request: Request, viewer: Viewer | None) -> Response:

@@ -70,25 +70,46 @@
   }
 
   // ---- connection info -----------------------------------------------------------------------
+  // One block that pastes into bash/zsh as is: every descriptive line is a comment, the
+  // variables are exported and single-quoted, and the Codex config is commented out so pasting
+  // never writes a file. Models come from the catalogue (data-* attributes on <body>).
+  function shq(value) { return "'" + String(value).replace(/'/g, "'\\''") + "'"; }
+
   function connectionBlock(name, masked, value) {
-    var base = document.body.getAttribute("data-base-url") || window.location.origin;
+    var body = document.body;
+    var base = body.getAttribute("data-base-url") || window.location.origin;
+    var model = body.getAttribute("data-model") || "MODEL_ID";
+    var claude = body.getAttribute("data-claude-model") || model;
+    var small = body.getAttribute("data-small-model") || claude;
     var key = value || "<YOUR_API_KEY>";
-    var lines = ["# A2Agent connection info — key \"" + name + "\""];
+    var safeName = String(name).replace(/[\r\n]+/g, " ");
+    var lines = ["# A2Agent connection info for key \"" + safeName + "\" (" + masked + ")"];
     if (!value) {
-      lines.push("# NOTE: this browser does not hold the full value of key " + masked + ".");
-      lines.push("# Keys are shown only once, when created. Replace <YOUR_API_KEY> with your saved key,");
-      lines.push("# or create a new key in this browser.");
+      lines.push(
+        "# NOTE: this browser does not hold the full value of key " + masked + ".",
+        "# Keys are shown only once, when created. Replace <YOUR_API_KEY> below with your saved",
+        "# key, or create a new key in this browser."
+      );
     }
     lines.push(
-      "Key name:           " + name,
-      "API key:            " + key,
-      "OpenAI base URL:    " + base + "/v1",
-      "Anthropic base URL: " + base,
-      "",
-      "OPENAI_API_KEY=" + key,
-      "OPENAI_BASE_URL=" + base + "/v1",
-      "ANTHROPIC_AUTH_TOKEN=" + key,
-      "ANTHROPIC_BASE_URL=" + base
+      "# OpenAI base URL:    " + base + "/v1",
+      "# Anthropic base URL: " + base,
+      "export OPENAI_API_KEY=" + shq(key),
+      "export OPENAI_BASE_URL=" + shq(base + "/v1"),
+      "export ANTHROPIC_AUTH_TOKEN=" + shq(key),
+      "export ANTHROPIC_BASE_URL=" + shq(base),
+      "# Claude Code: the models it asks for (any model of the catalogue works)",
+      "export ANTHROPIC_MODEL=" + shq(claude),
+      "export ANTHROPIC_DEFAULT_HAIKU_MODEL=" + shq(small),
+      "# Codex CLI: copy the lines below, minus their leading \"#\", into ~/.codex/config.toml",
+      "# (top-level keys above any [table]); Codex reads the key from OPENAI_API_KEY.",
+      "#   model = \"" + model + "\"",
+      "#   model_provider = \"a2agent\"",
+      "#   [model_providers.a2agent]",
+      "#   name = \"A2Agent\"",
+      "#   base_url = \"" + base + "/v1\"",
+      "#   env_key = \"OPENAI_API_KEY\"",
+      "#   wire_api = \"responses\""
     );
     return lines.join("\n") + "\n";
   }

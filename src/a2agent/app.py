@@ -20,6 +20,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from a2agent.api import routes as api_routes
+from a2agent.api.access import AccessLogMiddleware
 from a2agent.api.errors import ANTHROPIC, OPENAI, ApiError, error_response
 from a2agent.billing.admission import Admission
 from a2agent.billing.usage import UsageQueries
@@ -208,6 +209,24 @@ class ApiErrorMiddleware:
                                                       "charged."))(scope, receive, send)
 
 
+class ConsoleGzip:
+    """gzip for the console's pages and static files; the data plane (``/v1``: streams, and
+    bodies a client may read incrementally) and metrics are never compressed here."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        from starlette.middleware.gzip import GZipMiddleware
+
+        self.app = app
+        self.gzip = GZipMiddleware(app, minimum_size=500)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not path or path.startswith(("/v1", "/api/", "/metrics", "/healthz", "/readyz")):
+            await self.app(scope, receive, send)
+        else:
+            await self.gzip(scope, receive, send)
+
+
 async def not_found(request: Request, exc: Exception) -> Response:
     path = request.url.path
     if path.startswith("/v1"):
@@ -245,7 +264,8 @@ def create_app(settings: Settings, gateway: Gateway | None = None, *, console: b
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(ApiErrorMiddleware)],
+        middleware=[Middleware(AccessLogMiddleware, enabled=settings.access_log),
+                    Middleware(ConsoleGzip), Middleware(ApiErrorMiddleware)],
         exception_handlers={404: not_found, 405: not_found},
     )
     app.state.gateway = gw

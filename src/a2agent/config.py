@@ -34,6 +34,7 @@ class Settings:
     port: int = 8000
     workers: int = 1
     log_level: str = "info"
+    access_log: bool = True  # one JSON line per /v1 request (no keys, no payloads)
     # API edge
     max_body_bytes: int = 32 * 1024 * 1024
     # accounts and billing

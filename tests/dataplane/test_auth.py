@@ -2,7 +2,8 @@
 
 401 for a missing / malformed / unknown / deleted key; 403 for a suspended account
 (``account_suspended``) or a balance at or below zero (``insufficient_balance``); each in the
-caller's protocol. Nothing of a refused request may reach an upstream, and it leaves no record.
+caller's protocol. Nothing of a refused request may reach an upstream; a refusal of a known
+key leaves an uncharged record with status 'refused' (the request log), nothing else.
 """
 
 from __future__ import annotations
@@ -68,7 +69,21 @@ def test_bad_credentials_are_401_in_the_callers_protocol(denv, tenant, method, p
                            err_type="authentication_error" if protocol == "anthropic" else None)
         assert tenant.key not in r.text and doomed not in r.text, what
     assert denv.upstream.requests == []
-    assert tenant.records() == []
+    # the deleted key's requests are in its account's request log (refused, uncharged); the
+    # others belong to no known account
+    records = tenant.records()
+    relayed = path.split("?")[0] in ("/v1/chat/completions", "/v1/messages")
+    assert len(records) == (2 if relayed else 0)
+    doomed_id = _key_id_any(denv, tenant.id, doomed)
+    for rec in records:
+        assert (rec.status, rec.http_status, rec.error_type, rec.key_id, rec.cost_micro) == (
+            "refused", 401, "invalid_api_key", doomed_id, 0)
+
+
+def _key_id_any(env: Any, account_id: int, value: str) -> int:
+    keys = env.call(env.services.accounts.list_keys(account_id, include_deleted=True))
+    (match,) = [k for k in keys if value.endswith(k.last4) and value.startswith(k.prefix)]
+    return match.id
 
 
 def test_both_header_styles_work_on_both_protocols(denv, tenant):
@@ -103,7 +118,8 @@ def test_key_deleted_between_two_requests(denv, tenant):
     with pytest.raises(anthropic.AuthenticationError):
         tenant.an.messages.create(model="claude-test", max_tokens=5, messages=MSGS)
     assert len(denv.upstream.requests) == 1
-    assert len(tenant.records()) == 1
+    assert sorted((r.status, r.http_status) for r in tenant.records()) == [
+        ("ok", 200), ("refused", 401), ("refused", 401)]
 
 
 def test_account_suspended_between_two_requests(denv, tenant):
@@ -125,7 +141,10 @@ def test_account_suspended_between_two_requests(denv, tenant):
     # and back: unsuspending takes effect on the next request too
     denv.call(denv.services.accounts.set_suspended(tenant.id, False))
     assert tenant.an.messages.create(model="claude-test", max_tokens=5, messages=MSGS).content
-    assert len(tenant.records()) == 2
+    records = tenant.records()
+    assert len([r for r in records if r.status == "ok"]) == 2
+    assert {(r.status, r.error_type) for r in records if r.status != "ok"} == {
+        ("refused", "account_suspended")}
 
 
 @pytest.mark.parametrize("balance_micro", [0, -1])
@@ -150,7 +169,10 @@ def test_balance_at_or_below_zero_is_403_insufficient_balance(denv, balance_micr
     assert _send(denv, "GET", "/v1/usage", None, {"x-api-key": t.key}).status_code == 200
     assert _send(denv, "GET", "/v1/models", None, {"x-api-key": t.key}).status_code == 200
     assert denv.upstream.requests == []
-    assert t.records() == []
+    # refused requests are logged (uncharged), those of the relayed endpoints
+    assert {(r.status, r.http_status, r.error_type, r.cost_micro) for r in t.records()} == {
+        ("refused", 403, "insufficient_balance", 0)}
+    assert len(t.records()) == 3
     t.close()
 
 

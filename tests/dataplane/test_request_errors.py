@@ -88,7 +88,13 @@ def test_unknown_model_is_404_with_a_hint(denv, tenant):
     # the upstream's name for a model is not a public id
     r = _post(denv, "/v1/chat/completions", tenant.key, json={"model": "gpt-4o-mini", "messages": MSGS})
     assert r.status_code == 404
-    assert denv.upstream.requests == [] and tenant.records() == []
+    assert denv.upstream.requests == []
+    # in the key's request log: refused, uncharged, with the model asked for (not count_tokens)
+    records = tenant.records()
+    assert len(records) == 5
+    assert {(r.status, r.http_status, r.error_type, r.cost_micro) for r in records} == {
+        ("refused", 404, "model_not_found", 0)}
+    assert {r.model for r in records} == {"no-such-model", "gpt-4o-mini"}
 
 
 def test_unknown_v1_endpoint_answers_in_protocol(denv, tenant):
@@ -141,7 +147,10 @@ def test_body_over_the_limit_is_413(small_env, path, protocol):
     r = _post(small_env, path, t.key, content=big)
     assert_error(r, 413, protocol)
     assert len(small_env.upstream.requests) == n_up
-    assert len(t.records()) == (1 if path != "/v1/messages/count_tokens" else 0)
+    served = [r for r in t.records() if r.status != "refused"]
+    assert len(served) == (1 if path != "/v1/messages/count_tokens" else 0)
+    refused = [r for r in t.records() if r.status == "refused"]
+    assert [r.http_status for r in refused] == ([413] * 3 if path != "/v1/messages/count_tokens" else [])
     t.close()
 
 

@@ -6,6 +6,7 @@ No business rules here: admission lives in billing/, routing and relaying in rou
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 
 import orjson
@@ -13,11 +14,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from a2agent.api.access import note_of, record_refusal
 from a2agent.api.errors import ANTHROPIC, OPENAI, ApiError, error_response
 from a2agent.auth.accounts import KeyPrincipal
+from a2agent.auth.controls import key_refusal, model_allowed
 from a2agent.routing.relay import RequestContext
 
 MODELS_HINT = "List the models you can use with GET /v1/models."
+LOGGED_REFUSALS = frozenset({401, 403, 404, 413, 429})  # and 5xx: in the request log
 
 
 def new_request_id() -> str:
@@ -39,12 +43,37 @@ def presented_key(request: Request) -> str:
                    code="missing_api_key")
 
 
-async def authenticate(request: Request) -> KeyPrincipal:
+async def identify(request: Request) -> KeyPrincipal:
+    """The key's principal, or 401 for a missing, malformed, unknown or deleted key."""
     gw = request.app.state.gateway
     principal = await gw.services.accounts.authenticate(presented_key(request))
     if principal is None:
         raise ApiError(401, "Invalid API key: it is unknown or has been deleted.", code="invalid_api_key")
     return principal
+
+
+def check_key_controls(principal: KeyPrincipal) -> None:
+    """Refused when the key's owner switched it off, it expired, or it reached its spend cap."""
+    refusal = key_refusal(principal.controls)
+    if refusal is not None:
+        raise ApiError(refusal.status, refusal.message, code=refusal.code)
+
+
+async def authenticate(request: Request, *, controls: bool = True) -> KeyPrincipal:
+    principal = await identify(request)
+    if controls:
+        check_key_controls(principal)
+    return principal
+
+
+async def _deleted_key_owner(request: Request) -> tuple[int, int] | None:
+    """(key id, account id) of a presented key that existed and was deleted: its 401 is logged."""
+    try:
+        value = presented_key(request)
+    except ApiError:
+        return None
+    owner: tuple[int, int] | None = await request.app.state.gateway.services.accounts.deleted_key_owner(value)
+    return owner
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -159,7 +188,7 @@ async def _admitted_model(gw: Any, principal: KeyPrincipal, body: dict[str, Any]
     gw.admission.check_account(principal)
     snapshot = await gw.services.catalog.snapshot(principal.catalog_version)
     entry = snapshot.models.get(body["model"])
-    if entry is None:
+    if entry is None or not model_allowed(principal.controls, entry.model_id):
         raise ApiError(404, f"The model '{body['model']}' does not exist or you do not have access "
                             f"to it. {MODELS_HINT}", code="model_not_found", param="model")
     return entry
@@ -168,10 +197,19 @@ async def _admitted_model(gw: Any, principal: KeyPrincipal, body: dict[str, Any]
 async def _relay(request: Request, protocol: str, endpoint: str = "chat") -> Response:
     gw = request.app.state.gateway
     rid = new_request_id()
+    started = time.perf_counter()
+    note = note_of(request)
+    note.request_id = rid
+    principal: KeyPrincipal | None = None
+    body: dict[str, Any] | None = None
     try:
-        principal = await authenticate(request)
+        principal = await identify(request)
+        note.key_id, note.account_id = principal.key_id, principal.account_id
+        check_key_controls(principal)
         raw = await read_body(request, gw.settings.max_body_bytes)
         body = parse_json(raw)
+        if isinstance(body.get("model"), str):
+            note.model = body["model"]
         (validate_embeddings if endpoint == "embeddings" else validate)(body, protocol)
         entry = await _admitted_model(gw, principal, body)
         release = await gw.admission.admit(principal)
@@ -187,8 +225,20 @@ async def _relay(request: Request, protocol: str, endpoint: str = "chat") -> Res
             input_estimate=estimate_input_tokens(body),
             endpoint=endpoint,
         )
+        note.ctx = ctx
         return await gw.relay.run(ctx, release)
     except ApiError as err:
+        # raised, not returned: refused before any record was opened (the relay answers the
+        # failures of an opened request itself). Logged for a known key; a malformed body
+        # (400) is the client's bug and is not.
+        owner = None
+        if err.status in LOGGED_REFUSALS or err.status >= 500:
+            owner = ((principal.key_id, principal.account_id) if principal is not None
+                     else await _deleted_key_owner(request) if err.status == 401 else None)
+        if owner is not None:
+            await record_refusal(request, err, request_id=rid, protocol=protocol,
+                                 key_id=owner[0], account_id=owner[1], model=note.model,
+                                 stream=bool(body and body.get("stream") is True), started=started)
         return error_response(protocol, err, rid)
 
 
@@ -232,6 +282,8 @@ async def list_models(request: Request) -> Response:
     for m in sorted(snapshot.models.values(), key=lambda m: m.model_id):
         if not m.protocols:  # no route, or every route's channel disabled: not callable
             continue
+        if not model_allowed(principal.controls, m.model_id):  # the key's allow-list
+            continue
         created = m.created_at
         data.append({
             "id": m.model_id,
@@ -262,7 +314,7 @@ def _iso(ts: int) -> str:
 async def key_usage(request: Request) -> Response:
     gw = request.app.state.gateway
     try:
-        principal = await authenticate(request)
+        principal = await authenticate(request, controls=False)  # a switched-off key may look
     except ApiError as err:
         return error_response(OPENAI, err)
     usage = await gw.usage.key_summary(principal.key_id)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
 
+from a2agent.auth.controls import PERIODS, KeyControls
 from a2agent.auth.keys import KeyHasher, display_parts, generate_key, looks_like_key
+from a2agent.auth.names import readable_name
 from a2agent.auth.passwords import hash_password
 from a2agent.store.db import Database
 from a2agent.store.models import Account, ApiKey, utcnow
@@ -30,6 +33,35 @@ def normalize_email(email: str) -> str:
     return value
 
 
+def validate_key_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    """Column values for ``update_key``; ValueError with a readable reason for bad input."""
+    allowed = {"name", "disabled", "spend_cap_micro", "spend_cap_period", "allowed_models",
+               "expires_at"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ValueError(f"unknown key setting(s): {', '.join(sorted(unknown))}")
+    values = dict(changes)
+    if "name" in values:
+        name = str(values["name"] or "").strip()[:120]
+        if not name:
+            raise ValueError("a key needs a name")
+        values["name"] = name
+    if "spend_cap_micro" in values:
+        cap = values["spend_cap_micro"]
+        if cap is not None and int(cap) <= 0:
+            raise ValueError("a spend cap must be more than $0 (or none)")
+        if cap is None:
+            values["spend_cap_period"] = None
+    period = values.get("spend_cap_period")
+    if period is not None and period not in PERIODS:
+        raise ValueError(f"the cap period is one of: {', '.join(PERIODS)}")
+    if "allowed_models" in values:
+        models = values["allowed_models"]
+        cleaned = sorted({str(m).strip() for m in models or [] if str(m).strip()})
+        values["allowed_models"] = json.dumps(cleaned) if cleaned else None
+    return values
+
+
 @dataclass(frozen=True)
 class KeyPrincipal:
     """What one lookup of a key tells the data plane (always read fresh from the database)."""
@@ -43,6 +75,7 @@ class KeyPrincipal:
     tpm_limit: int | None
     max_concurrency: int | None
     catalog_version: int
+    controls: KeyControls = KeyControls()
 
 
 class Accounts:
@@ -145,8 +178,8 @@ class Accounts:
             if await s.get(Account, account_id) is None:
                 raise NotFound(f"no account with id {account_id}")
             if not label:
-                n = await s.scalar(select(func.count()).where(ApiKey.account_id == account_id))
-                label = f"key-{(n or 0) + 1}"
+                names = await s.scalars(select(ApiKey.name).where(ApiKey.account_id == account_id))
+                label = readable_name(set(names.all()))
             key = ApiKey(
                 account_id=account_id,
                 name=label,
@@ -183,6 +216,40 @@ class Accounts:
             if result.rowcount == 0:
                 raise NotFound(f"no API key with id {key_id}")
 
+    async def update_key(self, key_id: int, *, account_id: int | None = None,
+                         **changes: Any) -> ApiKey:
+        """Rename / disable / cap / allow-list / expire a key (see auth/controls.py).
+
+        ``changes`` holds only what changes: name, disabled, spend_cap_micro, spend_cap_period,
+        allowed_models (a list, or None for every model), expires_at. ``account_id`` scopes the
+        change to one tenant (console). Read fresh per request, it holds everywhere at once.
+        """
+        values = validate_key_changes(changes)
+        q = select(ApiKey).where(ApiKey.id == key_id, ApiKey.deleted_at.is_(None))
+        if account_id is not None:
+            q = q.where(ApiKey.account_id == account_id)
+        async with self.db.write() as s:
+            key = await s.scalar(q)
+            if key is None:
+                raise NotFound(f"no API key with id {key_id}")
+            for name, value in values.items():
+                setattr(key, name, value)
+            if key.spend_cap_micro is not None and key.spend_cap_period is None:
+                key.spend_cap_period = "total"
+            await s.flush()
+            return key
+
+    async def deleted_key_owner(self, presented: str) -> tuple[int, int] | None:
+        """(key id, account id) when ``presented`` is a key that was deleted (for the request
+        log of its account); None otherwise. Off the hot path: only after a 401."""
+        if not looks_like_key(presented):
+            return None
+        digest = self.hasher.digest(presented)
+        async with self.db.read() as s:
+            row = (await s.execute(select(ApiKey.id, ApiKey.account_id).where(
+                ApiKey.digest == digest, ApiKey.deleted_at.is_not(None)))).first()
+        return (int(row[0]), int(row[1])) if row is not None else None
+
     async def authenticate(self, presented: str) -> KeyPrincipal | None:
         """Look a presented key up by its digest. None for malformed, unknown or deleted keys.
 
@@ -205,4 +272,5 @@ class Accounts:
             tpm_limit=row[7],
             max_concurrency=row[8],
             catalog_version=int(row[9] or 0),
+            controls=KeyControls.from_row(*row[10:16]),
         )

@@ -67,6 +67,14 @@ def usd_exact(micro: int | None) -> str:
     return f"{sign}${whole:,}.{frac:06d}"
 
 
+def usd_plain(micro: int | None) -> str:
+    """Exact and trimmed, no sign of currency: 5000000 → "5", 250000 → "0.25" (form values)."""
+    value = int(micro or 0)
+    whole, frac = divmod(abs(value), 1_000_000)
+    text = f"{whole}.{frac:06d}".rstrip("0").rstrip(".")
+    return ("-" if value < 0 else "") + text
+
+
 def compact(value: int | float | None) -> str:
     n = float(value or 0)
     for limit, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
@@ -125,7 +133,8 @@ def templates() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(usd=usd, num=num, compact=compact, when=when, ago=ago,
-                       per_million=per_million, plural=plural, usd_exact=usd_exact)
+                       per_million=per_million, plural=plural, usd_exact=usd_exact,
+                       usd_plain=usd_plain)
     env.globals.update(static=static_url)
     env.globals["ui"] = env.get_template("_macros.html").module
     return env

@@ -26,7 +26,12 @@ log = logging.getLogger("a2agent.store")
 
 LOOKUP_SQL = (
     "SELECT k.id, k.name, k.digest, a.id, a.suspended, a.balance_micro, a.rpm_limit, a.tpm_limit, "
-    "a.max_concurrency, (SELECT version FROM state_versions WHERE name = 'catalog') "
+    "a.max_concurrency, (SELECT version FROM state_versions WHERE name = 'catalog'), "
+    # the key's controls (auth/controls.py); its spend is summed only when it has a cap
+    "k.disabled, k.expires_at, k.spend_cap_micro, k.spend_cap_period, k.allowed_models, "
+    "CASE WHEN k.spend_cap_micro IS NULL THEN 0 ELSE (SELECT COALESCE(SUM(u.cost_micro), 0) "
+    "FROM daily_usage u WHERE u.key_id = k.id AND (k.spend_cap_period <> 'monthly' "
+    "OR u.day >= :month_start)) END "
     "FROM api_keys k JOIN accounts a ON a.id = k.account_id "
     "WHERE k.digest = :digest AND k.deleted_at IS NULL"
 )
@@ -44,6 +49,15 @@ SETTLE_RECORD_SQL = (
     "cache_write_tokens = :cache_write_tokens, cost_micro = :cost_micro, price_id = :price_id, "
     "usage_source = :usage_source, attempts = :attempts, latency_ms = :latency_ms, ttfb_ms = :ttfb_ms, "
     "settled_at = :settled_at, recovered = :recovered WHERE id = :id AND settled_at IS NULL"
+)
+# a request refused before admission (403, 404, 413, 429, ... of a known key): a settled record
+# with no cost and no roll-up, so the request log shows it (metadata only)
+REFUSAL_SQL = (
+    "INSERT INTO request_records (id, account_id, key_id, model, protocol, stream, status, http_status, "
+    "error_type, client_ip, user_agent, input_estimate, created_at, settled_at, instance_id, input_tokens, "
+    "output_tokens, cache_read_tokens, cache_write_tokens, cost_micro, latency_ms, recovered) VALUES "
+    "(:id, :account_id, :key_id, :model, :protocol, :stream, 'refused', :http_status, :error_type, "
+    ":client_ip, :user_agent, 0, :created_at, :created_at, :instance_id, 0, 0, 0, 0, 0, :latency_ms, :false)"
 )
 CHARGE_SQL = "UPDATE accounts SET balance_micro = balance_micro - :cost WHERE id = :account_id RETURNING balance_micro"
 LEDGER_SQL = (
@@ -79,6 +93,10 @@ class Settlement:
     cost: int
     ok: bool
     now: dt.datetime
+
+
+def _month_start() -> dt.date:
+    return dt.datetime.now(dt.UTC).date().replace(day=1)
 
 
 def _sqlite_time(value: dt.datetime) -> str:
@@ -118,6 +136,7 @@ class _Statements:
         self.ledger = _Statement(LEDGER_SQL, style)
         self.rollup = _Statement(ROLLUP_SQL, style)
         self.touch = _Statement(TOUCH_KEY_SQL, style)
+        self.refusal = _Statement(REFUSAL_SQL, style)
 
 
 class _Writer:
@@ -184,7 +203,8 @@ class SQLiteHotPath:
         return conn
 
     def _read(self, digest: str) -> tuple[Any, ...] | None:
-        return self._conn().execute(self.q.lookup.sql, (digest,)).fetchone()
+        params = {"digest": digest, "month_start": _month_start().isoformat()}
+        return self._conn().execute(self.q.lookup.sql, self.q.lookup.args(params)).fetchone()
 
     async def lookup_key(self, digest: str) -> tuple[Any, ...] | None:
         return await asyncio.get_running_loop().run_in_executor(self._readers, self._read, digest)
@@ -195,6 +215,10 @@ class SQLiteHotPath:
 
     async def settle(self, s: Settlement) -> bool:
         return bool(await self._writer.submit(("settle", s)))
+
+    async def record_refusal(self, values: dict[str, Any]) -> None:
+        row = dict(values, created_at=_sqlite_time(values["created_at"]), stream=int(values["stream"]), false=0)
+        await self._writer.submit(("refusal", row))
 
     async def _run_batch(self, ops: list[Any]) -> list[Any]:
         return await asyncio.get_running_loop().run_in_executor(self._write_thread, self._apply, ops)
@@ -234,6 +258,9 @@ class SQLiteHotPath:
         if kind == "pending":
             conn.execute(self.q.pending.sql, self.q.pending.args(op))
             return True
+        if kind == "refusal":
+            conn.execute(self.q.refusal.sql, self.q.refusal.args(op))
+            return True
         return self._apply_settle(conn, op)
 
     def _apply_settle(self, conn: sqlite3.Connection, s: Settlement) -> bool:
@@ -260,7 +287,7 @@ def _lock_order(item: tuple[str, Any]) -> tuple[int, int, str]:
     """Every writer (each instance's batches) takes row locks in this one order — account, then
     its key, then the roll-up row — so concurrent batches cannot deadlock on PostgreSQL."""
     kind, op = item
-    if kind == "pending":
+    if kind in ("pending", "refusal"):
         return (-1, 0, "")  # inserts of new rows: nothing shared to wait for
     return (op.account_id, op.key_id, op.model)
 
@@ -292,7 +319,8 @@ class PostgresHotPath:
         return self._pool
 
     async def lookup_key(self, digest: str) -> tuple[Any, ...] | None:
-        row = await (await self._get_pool()).fetchrow(self.q.lookup.sql, digest)
+        params = {"digest": digest, "month_start": _month_start()}
+        row = await (await self._get_pool()).fetchrow(self.q.lookup.sql, *self.q.lookup.args(params))
         return tuple(row) if row is not None else None
 
     async def open_request(self, values: dict[str, Any]) -> None:
@@ -300,6 +328,9 @@ class PostgresHotPath:
 
     async def settle(self, s: Settlement) -> bool:
         return bool(await self._writer.submit(("settle", s)))
+
+    async def record_refusal(self, values: dict[str, Any]) -> None:
+        await self._writer.submit(("refusal", dict(values, false=False)))
 
     async def _run_batch(self, ops: list[Any]) -> list[Any]:
         pool = await self._get_pool()
@@ -309,8 +340,9 @@ class PostgresHotPath:
                 kind, op = ops[i]
                 try:
                     async with con.transaction():  # a savepoint
-                        if kind == "pending":
-                            await con.execute(self.q.pending.sql, *self.q.pending.args(op))
+                        if kind in ("pending", "refusal"):
+                            stmt = self.q.pending if kind == "pending" else self.q.refusal
+                            await con.execute(stmt.sql, *stmt.args(op))
                             results[i] = True
                         else:
                             results[i] = await self._apply_settle(con, op)

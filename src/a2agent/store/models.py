@@ -6,6 +6,7 @@ Prompts and completions are never stored: request records hold metadata only.
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 from sqlalchemy import (
     BigInteger,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -83,10 +85,20 @@ class ApiKey(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # controls (auth/controls.py): read with the key on every request
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    spend_cap_micro: Mapped[int | None] = mapped_column(BigInteger)
+    spend_cap_period: Mapped[str | None] = mapped_column(String(16))  # total | monthly
+    allowed_models: Mapped[str | None] = mapped_column(Text)  # JSON list; None = every model
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     @property
     def masked(self) -> str:
         return mask(self.prefix, self.last4)
+
+    @property
+    def model_list(self) -> list[str]:
+        return list(json.loads(self.allowed_models)) if self.allowed_models else []
 
 
 class Channel(Base):
@@ -199,6 +211,7 @@ class RequestRecord(Base):
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     ttfb_ms: Mapped[int | None] = mapped_column(Integer)
     client_ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     settled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     recovered: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -212,6 +225,7 @@ class DailyUsage(Base):
     __table_args__ = (
         UniqueConstraint("day", "account_id", "key_id", "model", name="uq_daily_usage"),
         Index("ix_daily_account_day", "account_id", "day"),
+        Index("ix_daily_key_day", "key_id", "day"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

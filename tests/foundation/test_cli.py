@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -83,7 +84,23 @@ def test_keys(cli_env: dict[str, str]) -> None:
     assert second != key
     assert "no account" in fails("key", "create", "ghost@example.com", env=cli_env)
     ok("key", "delete", str(item["id"]), env=cli_env)
-    assert [k["name"] for k in json.loads(ok("key", "list", "k@example.com", "--json", env=cli_env))] == ["key-2"]
+    (left,) = json.loads(ok("key", "list", "k@example.com", "--json", env=cli_env))
+    assert re.fullmatch(r"[a-z]+-[a-z]+", left["name"])  # a readable generated name
+    # key update: every control, shown back; bad input is one clear line
+    shown = json.loads(ok("key", "update", str(left["id"]), "--name", "ci", "--disable", "--cap", "2.5",
+                          "--cap-period", "monthly", "--expires", "2099-01-31", "--json", env=cli_env))
+    assert shown == {"id": left["id"], "name": "ci", "masked_key": left["masked_key"], "disabled": True,
+                     "spend_cap_usd": "2.500000", "spend_cap_period": "monthly", "allowed_models": None,
+                     "expires": "2099-01-31T23:59:59+00:00"}
+    assert "unknown model" in fails("key", "update", str(left["id"]), "--models", "nope", env=cli_env)
+    assert "nothing to change" in fails("key", "update", str(left["id"]), env=cli_env)
+    assert "bad expiry" in fails("key", "update", str(left["id"]), "--expires", "soon", env=cli_env)
+    assert "bad cap" in fails("key", "update", str(left["id"]), "--cap", "lots", env=cli_env)
+    shown = json.loads(ok("key", "update", str(left["id"]), "--enable", "--cap", "none", "--expires", "never",
+                          "--json", env=cli_env))
+    assert (shown["disabled"], shown["spend_cap_usd"], shown["spend_cap_period"], shown["expires"]) == (
+        False, None, None, None)
+    assert "no API key" in fails("key", "update", str(item["id"]), "--enable", env=cli_env)
     assert "no API key" in fails("key", "delete", str(item["id"]), env=cli_env)
     fails("key", "delete", "abc", env=cli_env, code=2)
 

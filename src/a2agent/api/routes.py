@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from a2agent.api.access import note_of, record_refusal
+from a2agent.api.access import note_of, record_refusal, user_agent
 from a2agent.api.errors import ANTHROPIC, OPENAI, ApiError, error_response
 from a2agent.auth.accounts import KeyPrincipal
 from a2agent.auth.controls import key_refusal, model_allowed
@@ -224,6 +224,7 @@ async def _relay(request: Request, protocol: str, endpoint: str = "chat") -> Res
             caller_headers=_caller_headers(request),
             input_estimate=estimate_input_tokens(body),
             endpoint=endpoint,
+            user_agent=user_agent(request),
         )
         note.ctx = ctx
         return await gw.relay.run(ctx, release)

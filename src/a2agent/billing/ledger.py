@@ -163,11 +163,13 @@ class Ledger:
         client_ip: str | None,
         input_estimate: int,
         instance_id: str,
+        user_agent: str | None = None,
     ) -> None:
         """Write the pending record at admission, so a crash can still be settled later."""
         await self.hot.open_request({
             "id": pending.request_id, "account_id": pending.account_id, "key_id": pending.key_id,
             "model": pending.model, "protocol": protocol, "stream": stream, "client_ip": client_ip,
+            "user_agent": user_agent,
             "input_estimate": input_estimate, "price_id": pending.prices.price_id,
             "created_at": utcnow(), "instance_id": instance_id,
         })

@@ -11,7 +11,6 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.responses import Response
 
-from a2agent.billing.money import fmt_usd
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -47,8 +46,13 @@ def secure(response: Response, *, cache: bool = False) -> Response:
 
 
 # ---- display filters --------------------------------------------------------------------------
-def usd(micro: int | None, places: int = 2) -> str:
-    return fmt_usd(int(micro or 0), places)
+def usd(micro: int | None) -> str:
+    """Money as shown everywhere in the console: exact to the micro-dollar, trailing zeros
+    trimmed but at least cents — "$5.00", "$0.06", "$0.008238", "$1,234.5678"."""
+    value = int(micro or 0)
+    whole, frac = divmod(abs(value), 1_000_000)
+    cents = f"{frac:06d}".rstrip("0").ljust(2, "0")
+    return f"{'-' if value < 0 else ''}${whole:,}.{cents}"
 
 
 def num(value: int | float | None) -> str:
@@ -134,7 +138,7 @@ def templates() -> Environment:
     )
     env.filters.update(usd=usd, num=num, compact=compact, when=when, ago=ago,
                        per_million=per_million, plural=plural, usd_exact=usd_exact,
-                       usd_plain=usd_plain)
+                       usd_plain=usd_plain, money=usd)
     env.globals.update(static=static_url)
     env.globals["ui"] = env.get_template("_macros.html").module
     return env

@@ -51,6 +51,7 @@ class RequestContext:
     ttfb_ms: int | None = None
     route: Route | None = None  # the channel tried last (a failed request is recorded against it)
     endpoint: str = "chat"  # chat | messages | embeddings
+    user_agent: str | None = None  # for the request log (cut to 200 characters)
 
     @property
     def stream(self) -> bool:
@@ -109,6 +110,7 @@ class Relay:
             await self.services.ledger.open_request(
                 pending, protocol=ctx.protocol, stream=ctx.stream, client_ip=ctx.client_ip,
                 input_estimate=ctx.input_estimate, instance_id=self.services.instance_id,
+                user_agent=ctx.user_agent,
             )
         except BaseException:
             release()

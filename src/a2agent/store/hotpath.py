@@ -37,9 +37,9 @@ LOOKUP_SQL = (
 )
 PENDING_SQL = (
     "INSERT INTO request_records (id, account_id, key_id, model, protocol, stream, status, client_ip, "
-    "input_estimate, price_id, created_at, instance_id, input_tokens, output_tokens, cache_read_tokens, "
+    "user_agent, input_estimate, price_id, created_at, instance_id, input_tokens, output_tokens, cache_read_tokens, "
     "cache_write_tokens, cost_micro, recovered) VALUES (:id, :account_id, :key_id, :model, :protocol, "
-    ":stream, 'pending', :client_ip, :input_estimate, :price_id, :created_at, :instance_id, 0, 0, 0, 0, 0, "
+    ":stream, 'pending', :client_ip, :user_agent, :input_estimate, :price_id, :created_at, :instance_id, 0, 0, 0, 0, 0, "
     ":false)"
 )
 SETTLE_RECORD_SQL = (

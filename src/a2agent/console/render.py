@@ -11,7 +11,6 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.responses import Response
 
-
 STATIC_DIR = Path(__file__).parent / "static"
 
 CSP = "; ".join([
@@ -112,6 +111,28 @@ def per_million(micro_per_million: int) -> str:
     return f"${value:,.2f}" if value == round(value, 2) else f"${value:,.4f}".rstrip("0")
 
 
+def chart_table(spec: str) -> dict[str, Any]:
+    """A chart's JSON (user_views.chart_json) as table rows, newest day first, and a one-line
+    summary for the chart's accessible name."""
+    import orjson
+
+    data = orjson.loads(spec)
+    kind = data.get("kind", "usd")
+    series = data.get("series", [])
+
+    def fmt(v: float) -> str:
+        return usd(round(v * 1_000_000)) if kind == "usd" else num(v)
+
+    rows = []
+    for i, x in enumerate(data.get("x", [])):
+        day = dt.datetime.fromtimestamp(x, dt.UTC).date().isoformat()
+        rows.append((day, [fmt(s["values"][i]) for s in series]))
+    totals = [sum(s["values"]) for s in series]
+    summary = ", ".join(f"{s['label']} {fmt(t)} in total" for s, t in zip(series, totals))
+    return {"headers": [s["label"] for s in series], "rows": rows[::-1],
+            "summary": f"{len(rows)} days; {summary}" if series else "no data"}
+
+
 @functools.cache
 def _static_versions() -> dict[str, str]:
     out = {}
@@ -138,9 +159,10 @@ def templates() -> Environment:
     )
     env.filters.update(usd=usd, num=num, compact=compact, when=when, ago=ago,
                        per_million=per_million, plural=plural, usd_exact=usd_exact,
-                       usd_plain=usd_plain, money=usd)
+                       usd_plain=usd_plain, money=usd, chart_table=chart_table)
     env.globals.update(static=static_url)
     env.globals["ui"] = env.get_template("_macros.html").module
+    env.globals["chart_ui"] = env.get_template("_chart.html").module
     return env
 
 

@@ -25,7 +25,7 @@ SIZES = {"desktop": (1280, 800), "mobile": (390, 844)}
 SIGNED_OUT = ["/login", "/signup", "/docs", "/key-usage"]
 USER_PAGES = ["/", "/keys", "/usage", "/requests", "/requests/{rid}", "/billing", "/models", "/docs",
               "/key-usage", "/account"]
-ADMIN_PAGES = ["/admin/users", "/admin/users/{uid}", "/admin/usage", "/admin/requests",
+ADMIN_PAGES = ["/", "/admin/users", "/admin/users/{uid}", "/admin/usage", "/admin/requests",
                "/admin/channels", "/admin/models", "/admin/codes", "/admin/settings"]
 
 

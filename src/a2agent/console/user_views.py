@@ -39,6 +39,10 @@ USD = 1 / 1_000_000
 
 # ---- dashboard ---------------------------------------------------------------------------------
 async def dashboard(c: Console, request: Request, viewer: Viewer) -> Response:
+    if viewer.is_admin and "mine" not in request.query_params:  # admins land on the gateway's
+        from a2agent.console.admin_overview import overview
+
+        return await overview(c, request, viewer)
     db = c.services.db
     end = queries.today()
     start = end - dt.timedelta(days=29)

@@ -22,6 +22,9 @@ pytestmark = pytest.mark.timeout(900)
 ROOT = Path(__file__).resolve().parents[2]
 AXE_JS = Path(os.environ.get("A2AGENT_AXE_JS", ROOT / ".tools/node_modules/axe-core/axe.min.js"))
 SIZES = {"desktop": (1280, 800), "mobile": (390, 844)}
+# every viewport × theme in English; Chinese on a desktop in light and a phone in dark
+COMBOS = [("desktop", "light", "en-US"), ("desktop", "dark", "en-US"), ("mobile", "light", "en-US"),
+          ("mobile", "dark", "en-US"), ("desktop", "light", "zh-CN"), ("mobile", "dark", "zh-CN")]
 SIGNED_OUT = ["/login", "/signup", "/docs", "/key-usage"]
 USER_PAGES = ["/", "/keys", "/usage", "/requests", "/requests/{rid}", "/billing", "/models", "/docs",
               "/key-usage", "/account"]
@@ -45,7 +48,7 @@ def _sign_in(page: Any, email: str) -> None:
     page.goto("/login")
     page.fill("#email", email)
     page.fill("#password", PASSWORD)
-    page.click("button:has-text('Sign in')")
+    page.click("form[action='/login'] button[type=submit]")  # in any language
     page.wait_for_url(re.compile(r".*/$"))
 
 
@@ -85,34 +88,39 @@ def test_every_page_accessible_and_fits(env: Any, browser: Any, artifacts: Path,
     folder.mkdir(parents=True, exist_ok=True)
     report: list[dict[str, Any]] = []
     failures: list[str] = []
-    for size, (width, height) in SIZES.items():
-        for theme in ("light", "dark"):
-            for who, pages in (("signed-out", SIGNED_OUT), ("user", USER_PAGES),
-                               ("admin", ADMIN_PAGES)):
-                ctx = browser.new_context(base_url=env.url, viewport={"width": width, "height": height},
-                                          color_scheme=theme, bypass_csp=True)
-                page = watch(ctx.new_page(), console_errors)
-                if who != "signed-out":
-                    _sign_in(page, "root@example.com" if who == "admin" else "ann@example.com")
-                for template in pages:
-                    path = template.format(**tenants)
-                    page.goto(path)
-                    page.wait_for_load_state("networkidle")
-                    load = _load_ms(page)
-                    violations = _axe(page)
-                    _no_sideways_scroll(page, path)
-                    if violations:
-                        failures.append(f"{who} {path} {size} {theme}: {violations}")
-                    report.append({"who": who, "page": path, "size": size, "theme": theme,
-                                   "serious_or_critical": len(violations), "load_ms": load})
-                    if theme == "light" or template in ("/keys", "/requests", "/login", "/"):
-                        name = (who + path.replace("/", "_")).strip("_") or who
-                        page.screenshot(path=str(folder / f"{name}-{size}-{theme}.png"), full_page=True)
-                ctx.close()
+    for size, theme, lang in COMBOS:
+        width, height = SIZES[size]
+        for who, pages in (("signed-out", SIGNED_OUT), ("user", USER_PAGES), ("admin", ADMIN_PAGES)):
+            # one browser context per (viewport, theme, language, visitor)
+            ctx = browser.new_context(base_url=env.url, viewport={"width": width, "height": height},
+                                      color_scheme=theme, bypass_csp=True, locale=lang)
+            page = watch(ctx.new_page(), console_errors)
+            if who != "signed-out":
+                _sign_in(page, "root@example.com" if who == "admin" else "ann@example.com")
+            for template in pages:
+                path = template.format(**tenants)
+                page.goto(path)
+                page.wait_for_load_state("networkidle")
+                load = _load_ms(page)
+                violations = _axe(page)
+                _no_sideways_scroll(page, path)
+                if lang == "zh-CN":
+                    assert page.evaluate("document.documentElement.lang") == "zh-Hans", path
+                if violations:
+                    failures.append(f"{who} {path} {size} {theme} {lang}: {violations}")
+                report.append({"who": who, "page": path, "size": size, "theme": theme,
+                               "lang": lang, "serious_or_critical": len(violations),
+                               "load_ms": load})
+                if theme == "light" or template in ("/keys", "/requests", "/login", "/"):
+                    name = (who + path.replace("/", "_")).strip("_") or who
+                    page.screenshot(path=str(folder / f"{name}-{size}-{theme}-{lang}.png"),
+                                    full_page=True)
+            ctx.close()
     (folder / "report.json").write_text(json.dumps(report, indent=1))
-    lines = ["| who | page | viewport | theme | axe serious/critical | load ms |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['who']} | {r['page']} | {r['size']} | {r['theme']} | {r['serious_or_critical']} "
-              f"| {r['load_ms']} |" for r in report]
+    lines = ["| who | page | viewport | theme | language | axe serious/critical | load ms |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['who']} | {r['page']} | {r['size']} | {r['theme']} | {r['lang']} "
+              f"| {r['serious_or_critical']} | {r['load_ms']} |" for r in report]
     (folder / "report.md").write_text("\n".join(lines) + "\n")
     assert not failures, "\n".join(failures)
     assert not console_errors, console_errors

@@ -11,6 +11,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from a2agent.console import i18n
 from a2agent.console.render import render_text, secure
 from a2agent.console.session import CSRF_FIELD, Sessions, Throttle, Viewer, csrf_ok, is_https
 
@@ -43,7 +44,10 @@ class Console:
             csrf, is_new = self.sessions.anon_token(request)
             anon_new = csrf if is_new else None
         flash = self._read_flash(request)
+        locale = i18n.pick(request.cookies.get(i18n.COOKIE), viewer.locale if viewer else None,
+                           request.headers.get("accept-language"))
         ctx = {
+            "locale": locale,
             "request": request,
             "viewer": viewer,
             "csrf": csrf,
@@ -54,6 +58,8 @@ class Console:
             **context,
         }
         response = HTMLResponse(render_text(template, ctx), status_code=status)
+        response.headers["content-language"] = locale
+        response.headers["vary"] = "Accept-Language, Cookie"
         if anon_new is not None:
             self.sessions.set_anon_cookie(request, response, anon_new)
         if flash is not None:

@@ -15,8 +15,13 @@ from starlette.routing import Route
 from a2agent.auth.accounts import NotFound
 from a2agent.auth.controls import PERIODS, parse_expiry
 from a2agent.billing.money import MoneyError, usd_to_micro
+from a2agent.console import i18n
 from a2agent.console.core import Console, form_text, path_int
 from a2agent.console.session import Viewer
+
+
+def _(request: Request, viewer: Viewer) -> Any:
+    return i18n.for_request(request, viewer.locale)
 
 
 def changes_from_form(form: Any, known_models: set[str]) -> dict[str, Any]:
@@ -55,8 +60,10 @@ async def update_key(c: Console, request: Request, viewer: Viewer) -> Response:
     except NotFound:
         return c.not_found(request, viewer)
     except ValueError as exc:
-        return c.redirect(request, "/keys", f"Key not changed: {exc}", kind="error")
-    return c.redirect(request, "/keys", f"Key “{key.name}” saved. It applies from the next request.")
+        return c.redirect(request, "/keys", _(request, viewer)("Key not changed: %(reason)s")
+                          % {"reason": exc}, kind="error")
+    return c.redirect(request, "/keys", _(request, viewer)(
+        "Key “%(name)s” saved. It applies from the next request.") % {"name": key.name})
 
 
 async def _set_disabled(c: Console, request: Request, viewer: Viewer, disabled: bool) -> Response:
@@ -68,10 +75,12 @@ async def _set_disabled(c: Console, request: Request, viewer: Viewer, disabled: 
                                                    disabled=disabled)
     except NotFound:
         return c.not_found(request, viewer)
+    t = _(request, viewer)
     if disabled:
-        return c.redirect(request, "/keys", f"Key “{key.name}” disabled: its requests now get "
-                                            "403 key_disabled until you enable it.")
-    return c.redirect(request, "/keys", f"Key “{key.name}” enabled.")
+        return c.redirect(request, "/keys", t("Key “%(name)s” disabled: its requests now get "
+                                              "403 key_disabled until you enable it.")
+                          % {"name": key.name})
+    return c.redirect(request, "/keys", t("Key “%(name)s” enabled.") % {"name": key.name})
 
 
 async def disable_key(c: Console, request: Request, viewer: Viewer) -> Response:

@@ -11,6 +11,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.responses import Response
 
+from a2agent.console import i18n
+
 STATIC_DIR = Path(__file__).parent / "static"
 
 CSP = "; ".join([
@@ -128,9 +130,10 @@ def chart_table(spec: str) -> dict[str, Any]:
         day = dt.datetime.fromtimestamp(x, dt.UTC).date().isoformat()
         rows.append((day, [fmt(s["values"][i]) for s in series]))
     totals = [sum(s["values"]) for s in series]
-    summary = ", ".join(f"{s['label']} {fmt(t)} in total" for s, t in zip(series, totals))
+    summary = ", ".join(f"{s['label']} Σ {fmt(t)}" for s, t in zip(series, totals))
+    first_last = f"{rows[0][0]} – {rows[-1][0]}" if rows else ""
     return {"headers": [s["label"] for s in series], "rows": rows[::-1],
-            "summary": f"{len(rows)} days; {summary}" if series else "no data"}
+            "summary": f"{first_last}; {summary}" if series else ""}
 
 
 @functools.cache
@@ -156,13 +159,18 @@ def templates() -> Environment:
         autoescape=select_autoescape(default=True, default_for_string=True),
         trim_blocks=True,
         lstrip_blocks=True,
+        extensions=["jinja2.ext.i18n"],
     )
+    # the language comes from each render's context ("locale"), so one environment serves all
+    env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
+    env.globals.update(locales=i18n.LOCALES, html_lang=i18n.HTML_LANG)
     env.filters.update(usd=usd, num=num, compact=compact, when=when, ago=ago,
                        per_million=per_million, plural=plural, usd_exact=usd_exact,
                        usd_plain=usd_plain, money=usd, chart_table=chart_table)
     env.globals.update(static=static_url)
     env.globals["ui"] = env.get_template("_macros.html").module
     env.globals["chart_ui"] = env.get_template("_chart.html").module
+    env.globals["tm"] = env.get_template("_time.html").module
     return env
 
 

@@ -49,6 +49,7 @@ class Viewer:
     balance_micro: int
     session_id: str
     csrf: str
+    locale: str | None = None  # the console language this account chose
 
     @property
     def is_admin(self) -> bool:
@@ -94,7 +95,7 @@ class Sessions:
         sid = _digest(token)
         q = (
             select(ConsoleSession.csrf_token, ConsoleSession.expires_at, Account.id, Account.email,
-                   Account.role, Account.balance_micro, Account.suspended)
+                   Account.role, Account.balance_micro, Account.suspended, Account.locale)
             .join(Account, Account.id == ConsoleSession.account_id)
             .where(ConsoleSession.id == sid)
         )
@@ -103,7 +104,8 @@ class Sessions:
         if row is None or row.expires_at <= utcnow() or row.suspended:
             return None
         return Viewer(account_id=row.id, email=row.email, role=row.role,
-                      balance_micro=int(row.balance_micro), session_id=sid, csrf=row.csrf_token)
+                      balance_micro=int(row.balance_micro), session_id=sid, csrf=row.csrf_token,
+                      locale=row.locale)
 
     async def start(self, request: Request, response: Response, account_id: int) -> None:
         """Create a session row and set its cookie (a fresh token: no session fixation)."""

@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
 from a2agent.console import (admin_catalog, admin_overview, admin_views, auth_views, key_views,
-                              public_views, request_views, user_views)
+                              lang_views, public_views, request_views, user_views)
 from a2agent.console.core import Console
 from a2agent.console.render import SECURITY_HEADERS, STATIC_DIR, render_text, secure
 
@@ -65,6 +65,7 @@ def console_routes(gateway: Any) -> list[Any]:
         *key_views.routes(console),
         *request_views.routes(console),
         *admin_overview.routes(console),
+        *lang_views.routes(console),
         *admin_views.routes(console),
         *admin_catalog.routes(console),
         Mount("/static", app=_SecureStatic(), name="static"),

@@ -71,6 +71,7 @@ class Account(Base):
     tpm_limit: Mapped[int | None] = mapped_column(Integer)
     max_concurrency: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    locale: Mapped[str | None] = mapped_column(String(16))  # console language (console/i18n.py)
 
 
 class ApiKey(Base):

@@ -26,7 +26,8 @@
     document.querySelectorAll(".theme-toggle").forEach(function (b) {
       b.hidden = false;
       b.setAttribute("aria-pressed", dark ? "true" : "false");
-      b.textContent = dark ? "Light mode" : "Dark mode";
+      b.textContent = dark ? (b.getAttribute("data-light") || "Light mode")
+        : (b.getAttribute("data-dark") || "Dark mode");
     });
   }
   function toggleTheme() {

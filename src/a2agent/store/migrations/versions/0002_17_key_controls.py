@@ -1,4 +1,5 @@
-"""key controls (disable, spend cap, model allow-list, expiry) and request-log fields
+"""key controls (disable, spend cap, model allow-list, expiry), request-log fields, console
+language per account
 
 Revision ID: 0002_17_key_controls
 Revises: 0001
@@ -22,6 +23,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('spend_cap_period', sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column('allowed_models', sa.Text(), nullable=True))
         batch_op.add_column(sa.Column('expires_at', sa.DateTime(timezone=True), nullable=True))
+    with op.batch_alter_table('accounts', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('locale', sa.String(length=16), nullable=True))
     with op.batch_alter_table('daily_usage', schema=None) as batch_op:
         batch_op.create_index('ix_daily_key_day', ['key_id', 'day'], unique=False)
     with op.batch_alter_table('request_records', schema=None) as batch_op:
@@ -33,6 +36,8 @@ def downgrade() -> None:
         batch_op.drop_column('user_agent')
     with op.batch_alter_table('daily_usage', schema=None) as batch_op:
         batch_op.drop_index('ix_daily_key_day')
+    with op.batch_alter_table('accounts', schema=None) as batch_op:
+        batch_op.drop_column('locale')
     with op.batch_alter_table('api_keys', schema=None) as batch_op:
         batch_op.drop_column('expires_at')
         batch_op.drop_column('allowed_models')

@@ -8,7 +8,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader, pass_context, select_autoescape
 from starlette.responses import Response
 
 from a2agent.console import i18n
@@ -95,16 +95,20 @@ def when(value: dt.datetime | None) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M")
 
 
-def ago(value: dt.datetime | None) -> str:
+AGO_UNITS = ((86400 * 30, "%(num)d mo ago"), (86400, "%(num)d d ago"), (3600, "%(num)d h ago"),
+             (60, "%(num)d min ago"))
+
+
+@pass_context
+def ago(ctx: Any, value: dt.datetime | None) -> str:
+    t = i18n.translations(ctx.get("locale") or i18n.DEFAULT).gettext
     if value is None:
-        return "never"
+        return t("never")
     seconds = int((dt.datetime.now(dt.UTC) - value).total_seconds())
-    if seconds < 60:
-        return "just now"
-    for size, unit in ((86400 * 30, "mo"), (86400, "d"), (3600, "h"), (60, "min")):
+    for size, unit in AGO_UNITS:
         if seconds >= size:
-            return f"{seconds // size} {unit} ago"
-    return "just now"
+            return t(unit) % {"num": seconds // size}
+    return t("just now")
 
 
 def per_million(micro_per_million: int) -> str:

@@ -25,13 +25,15 @@ from a2agent.store.models import DailyUsage, RequestRecord
 TOP_ACCOUNTS = 10
 
 
-async def channel_stats(c: Console, start: dt.date, end: dt.date) -> list[dict[str, Any]]:
-    """Per channel over the period: requests, failures, refusals, mean and max latency.
+CHANNEL_WINDOW = dt.timedelta(hours=24)
+
+
+async def channel_stats(c: Console, lo: dt.datetime, hi: dt.datetime) -> list[dict[str, Any]]:
+    """Per channel in [lo, hi): requests, failures, refusals, mean and max latency, read from
+    the request records (the daily roll-up has no channel), so over a bounded window.
 
     Refusals carry no channel (they never reached one): they are one row of their own."""
     r = RequestRecord
-    lo = dt.datetime.combine(start, dt.time(), dt.UTC)
-    hi = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC)
     failed = func.sum(case((r.status.not_in(("ok", "refused", "pending")), 1), else_=0))
     refused = func.sum(case((r.status == "refused", 1), else_=0))
     q = (select(r.channel, func.count(), failed, refused, func.avg(r.latency_ms),
@@ -60,7 +62,8 @@ async def overview(c: Console, request: Request, viewer: Viewer) -> Response:
     period = period_from(request, default="7d")
     db = c.services.db
     days = await queries.daily(db, account_id=None, start=period.start, end=period.end)
-    channels = await channel_stats(c, period.start, period.end)
+    now = dt.datetime.now(dt.UTC)
+    channels = await channel_stats(c, now - CHANNEL_WINDOW, now + dt.timedelta(minutes=1))
     return c.page(request, "admin/overview.html", viewer, period=period, choices=CHOICES,
                   totals=_sum_days(days), channels=channels,
                   top=await top_accounts(c, period.start, period.end),

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, or_, select
 from starlette.requests import Request
 
 from a2agent.console.periods import Period, period_from
@@ -61,10 +61,14 @@ def filters_from(request: Request, key_id: int | None, account_id: int | None) -
                    protocol=protocol if protocol in PROTOCOLS else "", account_id=account_id)
 
 
-def _where(q: Select[Any], f: Filters) -> Select[Any]:
+def _where(q: Select[Any], f: Filters, before: dt.datetime | None = None) -> Select[Any]:
+    """The filters; ``before`` (a keyset cursor) replaces the period's upper bound, so the
+    index range is exactly [start of period, cursor]."""
     lo = dt.datetime.combine(f.period.start, dt.time(), dt.UTC)
     hi = dt.datetime.combine(f.period.end + dt.timedelta(days=1), dt.time(), dt.UTC)
-    q = q.where(_R.created_at >= lo, _R.created_at < hi)
+    q = q.where(_R.created_at >= lo)
+    q = q.where(_R.created_at <= before) if before is not None and before < hi else q.where(
+        _R.created_at < hi)
     if f.account_id is not None:
         q = q.where(_R.account_id == f.account_id)
     if f.key_id is not None:
@@ -98,10 +102,11 @@ def decode_cursor(raw: str | None) -> tuple[dt.datetime, str] | None:
 async def page(db: Database, f: Filters, before: tuple[dt.datetime, str] | None,
                limit: int = PER_PAGE) -> tuple[list[Any], str | None]:
     """One page newest first, and the cursor of the next (older) page if there is one."""
-    q = _where(select(*COLUMNS), f).order_by(_R.created_at.desc(), _R.id.desc()).limit(limit + 1)
+    q = _where(select(*COLUMNS), f, before[0] if before else None)
+    q = q.order_by(_R.created_at.desc(), _R.id.desc()).limit(limit + 1)
     if before is not None:
-        when, rid = before
-        q = q.where(or_(_R.created_at < when, and_(_R.created_at == when, _R.id < rid)))
+        when, rid = before  # records of the cursor's own instant: only those after it
+        q = q.where(or_(_R.created_at < when, _R.id < rid))
     async with db.read_conn() as conn:
         rows = list((await conn.execute(q)).all())
     more = len(rows) > limit

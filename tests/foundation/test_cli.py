@@ -101,6 +101,10 @@ def test_keys(cli_env: dict[str, str]) -> None:
     assert (shown["disabled"], shown["spend_cap_usd"], shown["spend_cap_period"], shown["expires"]) == (
         False, None, None, None)
     assert "no API key" in fails("key", "update", str(item["id"]), "--enable", env=cli_env)
+    ok("key", "update", str(left["id"]), "--disable", env=cli_env)
+    (listed_again,) = json.loads(ok("key", "list", "k@example.com", "--json", env=cli_env))
+    assert listed_again["disabled"] is True and listed_again["name"] == "ci"
+    assert "DISABLED" in ok("key", "list", "k@example.com", env=cli_env)
     assert "no API key" in fails("key", "delete", str(item["id"]), env=cli_env)
     fails("key", "delete", "abc", env=cli_env, code=2)
 

@@ -171,6 +171,11 @@ async def key_list(services: Services, email: str, as_json: bool) -> None:
             "masked_key": k.masked,
             "created": k.created_at.isoformat(),
             "last_used": k.last_used_at.isoformat() if k.last_used_at else None,
+            "disabled": k.disabled,  # the controls of `a2agent key update`
+            "spend_cap_usd": micro_to_usd(k.spend_cap_micro) if k.spend_cap_micro else None,
+            "spend_cap_period": k.spend_cap_period,
+            "allowed_models": k.model_list or None,
+            "expires": k.expires_at.isoformat() if k.expires_at else None,
         }
         for k in await services.accounts.list_keys(a.id)
     ]
@@ -178,8 +183,9 @@ async def key_list(services: Services, email: str, as_json: bool) -> None:
         _echo_json(rows)
         return
     for r in rows:
+        state = " DISABLED" if r["disabled"] else ""
         click.echo(f"{r['id']:>5}  {r['name']:24} {r['masked_key']:20} created {r['created'][:19]}"
-                   f"  last used {(r['last_used'] or 'never')[:19]}")
+                   f"  last used {(r['last_used'] or 'never')[:19]}{state}")
 
 
 @key.command("delete")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,7 @@ from a2agent.auth.controls import PERIODS, KeyControls
 from a2agent.auth.keys import KeyHasher, display_parts, generate_key, looks_like_key
 from a2agent.auth.names import readable_name
 from a2agent.auth.passwords import hash_password
-from a2agent.store.db import Database
+from a2agent.store.db import Database, affected
 from a2agent.store.models import Account, ApiKey, utcnow
 
 
@@ -140,7 +141,7 @@ class Accounts:
             result = await s.execute(
                 update(Account).where(Account.id == account_id).values(suspended=suspended)
             )
-            if result.rowcount == 0:
+            if affected(result) == 0:
                 raise NotFound(f"no account with id {account_id}")
 
     async def set_password(self, account_id: int, password: str) -> None:
@@ -192,7 +193,7 @@ class Accounts:
             await s.flush()
         return key, value
 
-    async def list_keys(self, account_id: int, *, include_deleted: bool = False) -> list[ApiKey]:
+    async def list_keys(self, account_id: int, *, include_deleted: bool = False) -> builtins.list[ApiKey]:
         q = select(ApiKey).where(ApiKey.account_id == account_id).order_by(ApiKey.id)
         if not include_deleted:
             q = q.where(ApiKey.deleted_at.is_(None))
@@ -213,7 +214,7 @@ class Accounts:
             q = q.where(ApiKey.account_id == account_id)
         async with self.db.write() as s:
             result = await s.execute(q.values(deleted_at=utcnow()))
-            if result.rowcount == 0:
+            if affected(result) == 0:
                 raise NotFound(f"no API key with id {key_id}")
 
     async def update_key(self, key_id: int, *, account_id: int | None = None,

@@ -42,15 +42,14 @@ class Refusal:
     message: str
 
 
-def _utc(value: Any) -> dt.datetime | None:
+def _utc(value: dt.datetime | str | None) -> dt.datetime | None:
     """The driver's timestamp: aware on PostgreSQL, naive-UTC text on raw sqlite3."""
     if value is None:
         return None
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC)
+    when = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+    if when.tzinfo is None:
+        return when.replace(tzinfo=dt.UTC)
+    return when.astimezone(dt.UTC)
 
 
 def parse_models(raw: str | None) -> tuple[str, ...] | None:

@@ -134,7 +134,7 @@ def chart_table(spec: str) -> dict[str, Any]:
         day = dt.datetime.fromtimestamp(x, dt.UTC).date().isoformat()
         rows.append((day, [fmt(s["values"][i]) for s in series]))
     totals = [sum(s["values"]) for s in series]
-    summary = ", ".join(f"{s['label']} Σ {fmt(t)}" for s, t in zip(series, totals))
+    summary = ", ".join(f"{s['label']} Σ {fmt(t)}" for s, t in zip(series, totals, strict=True))
     first_last = f"{rows[0][0]} – {rows[-1][0]}" if rows else ""
     return {"headers": [s["label"] for s in series], "rows": rows[::-1],
             "summary": f"{first_last}; {summary}" if series else ""}

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import or_, select
 from starlette.requests import Request
 
 from a2agent.console.periods import Period, period_from
@@ -61,7 +61,7 @@ def filters_from(request: Request, key_id: int | None, account_id: int | None) -
                    protocol=protocol if protocol in PROTOCOLS else "", account_id=account_id)
 
 
-def _where(q: Select[Any], f: Filters, before: dt.datetime | None = None) -> Select[Any]:
+def _where(q: Any, f: Filters, before: dt.datetime | None = None) -> Any:
     """The filters; ``before`` (a keyset cursor) replaces the period's upper bound, so the
     index range is exactly [start of period, cursor]."""
     lo = dt.datetime.combine(f.period.start, dt.time(), dt.UTC)

@@ -79,3 +79,11 @@ def test_choice_is_remembered_on_the_account(env: Any, client_for: Any) -> None:
     for path in ("/", "/requests", "/usage", "/models", "/docs", "/account", "/key-usage"):
         html = other.get(path).text
         assert 'lang="zh-Hans"' in html and "仪表盘" in html, path
+
+
+def test_admin_overview_in_chinese(env: Any, client_for: Any) -> None:
+    env.account("boss@example.com", admin=True)
+    admin = client_for("boss@example.com")
+    admin.post("/lang", {"lang": "zh-CN", "back": "/"})
+    html = admin.get("/").text
+    assert "网关总览" in html and "渠道 · 最近 24 小时" in html and "最近 7 天" in html

@@ -201,5 +201,8 @@ def test_every_channel_rate_limited(rig: Rig, tenant: Tenant, caller: str) -> No
     assert 10 <= int(r.headers["retry-after"]) <= 12
     assert "rate limited" in err["message"]
     assert len(rig.a.requests) == len(rig.b.requests) == 1
-    (rec,) = tenant.records()  # the gateway's own refusal is not a request to any upstream
+    # the gateway's own refusal reaches no upstream: in the request log as refused, uncharged
+    (rec,) = [r for r in tenant.records() if r.status != "refused"]
     assert attempts(rec) == [("a-oai", "http_429"), ("b-ant", "http_429")] and rec.cost_micro == 0
+    (refused,) = [r for r in tenant.records() if r.status == "refused"]
+    assert (refused.http_status, refused.cost_micro, refused.channel) == (429, 0, None)

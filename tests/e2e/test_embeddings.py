@@ -39,4 +39,6 @@ def test_embeddings_errors(env: Env) -> None:
     with pytest.raises(openai.AuthenticationError):
         bad.embeddings.create(model="gpt-test", input="hi")
     assert env.upstream.requests == []
-    assert env.records(acc.id) == []
+    # only the unknown model is in the request log (refused, uncharged); 400s are not logged
+    assert [(r.status, r.http_status, r.cost_micro) for r in env.records(acc.id)] == [
+        ("refused", 404, 0)]

@@ -87,3 +87,5 @@ def test_admin_overview_in_chinese(env: Any, client_for: Any) -> None:
     admin.post("/lang", {"lang": "zh-CN", "back": "/"})
     html = admin.get("/").text
     assert "网关总览" in html and "渠道 · 最近 24 小时" in html and "最近 7 天" in html
+    assert "创建用户" in admin.get("/admin/users").text
+    assert "关闭注册" in admin.get("/admin/settings").text

@@ -59,6 +59,12 @@ class Settings:
     # db pool (PostgreSQL)
     db_pool_size: int = 10
     db_max_overflow: int = 10
+    # bounded waits on the database: a pooled connection (or SQLite's write lock held by
+    # another process), and one PostgreSQL statement (0 = unbounded)
+    db_acquire_timeout: float = 5.0
+    db_statement_timeout: float = 10.0
+    # answered requests whose settlement waits for the database to come back (per process)
+    settlement_queue_max: int = 10000
 
     @property
     def base_url(self) -> str:
@@ -146,7 +152,8 @@ def _check(settings: Settings) -> None:
         raise bad("workers", f"must be at least 1, got {settings.workers}")
     if settings.max_body_bytes < 1024:
         raise bad("max_body_bytes", f"must be at least 1024, got {settings.max_body_bytes}")
-    for name in ("account_max_concurrency", "default_rpm", "default_tpm", "local_model_queue"):
+    for name in ("account_max_concurrency", "default_rpm", "default_tpm", "local_model_queue",
+                 "db_statement_timeout"):
         if getattr(settings, name) < 0:
             raise bad(name, f"must not be negative, got {getattr(settings, name)}")
     for name in (
@@ -154,9 +161,12 @@ def _check(settings: Settings) -> None:
         "upstream_first_byte_timeout",
         "upstream_idle_timeout",
         "upstream_total_timeout",
+        "db_acquire_timeout",
     ):
         if getattr(settings, name) <= 0:
             raise bad(name, f"must be a positive number of seconds, got {getattr(settings, name)}")
+    if settings.settlement_queue_max < 1:
+        raise bad("settlement_queue_max", f"must be at least 1, got {settings.settlement_queue_max}")
     if settings.local_model_input_price < 0 or settings.local_model_output_price < 0:
         raise bad("local_model_input_price", "prices must not be negative")
     if settings.redis_url is not None:

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from a2agent.api.errors import ANTHROPIC, OPENAI, ApiError, error_response
+from a2agent.api.errors import ANTHROPIC, OPENAI, ApiError, error_response, unavailable_error
 from a2agent.auth.accounts import KeyPrincipal
 from a2agent.routing.relay import RequestContext
 
@@ -190,6 +190,11 @@ async def _relay(request: Request, protocol: str, endpoint: str = "chat") -> Res
         return await gw.relay.run(ctx, release)
     except ApiError as err:
         return error_response(protocol, err, rid)
+    except Exception as exc:
+        unavailable = unavailable_error(exc, gw.services.deps)
+        if unavailable is None:
+            raise
+        return error_response(protocol, unavailable, rid)
 
 
 async def chat_completions(request: Request) -> Response:

@@ -9,21 +9,25 @@ requests cost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import secrets
 import time
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable, TypeVar
 
 from limits import RateLimitItemPerMinute
-from limits.storage import storage_from_string
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
 
 from a2agent.api.errors import ApiError
 from a2agent.auth.accounts import KeyPrincipal
+from a2agent.billing.redis_guard import RedisGuard
 from a2agent.config import Settings
+from a2agent.store.faults import DependencyHealth, DependencyUnavailable
 
 log = logging.getLogger("a2agent.admission")
+T = TypeVar("T")
 
 
 def _limit_error(what: str, limit: int, reset_in: float, kind: str) -> ApiError:
@@ -76,20 +80,21 @@ class RedisConcurrency:
     """In-flight requests per account shared by every worker and instance: a sorted set of
     request tokens scored by expiry, so a crashed process's slots lapse on their own."""
 
-    def __init__(self, redis: Any, lease_seconds: float, fallback: ConcurrencyCounter) -> None:
-        self.redis = redis
+    def __init__(self, guard: RedisGuard, lease_seconds: float, fallback: ConcurrencyCounter) -> None:
+        self.redis = guard.redis
+        self.guard = guard
         self.lease = lease_seconds
         self.fallback = fallback
-        self._acquire = redis.register_script(_ACQUIRE)
+        self._acquire = self.redis.register_script(_ACQUIRE)
 
     async def try_acquire(self, account_id: int, cap: int) -> object | None:
         token = secrets.token_hex(8)
         now = time.time()
         try:
-            ok = await self._acquire(keys=[f"a2a:inflight:{account_id}"],
-                                     args=[now, now + self.lease, token, cap, int(self.lease) + 60])
-        except Exception:  # noqa: BLE001 - Redis down: bound per instance rather than not at all
-            log.warning("redis unavailable for concurrency limits; using per-instance counting")
+            ok = await self.guard.run(lambda: self._acquire(
+                keys=[f"a2a:inflight:{account_id}"],
+                args=[now, now + self.lease, token, cap, int(self.lease) + 60]))
+        except DependencyUnavailable:  # Redis down: bound per instance rather than not at all
             local = await self.fallback.try_acquire(account_id, cap)
             return None if local is None else ("local", local)
         return token if ok else None
@@ -98,24 +103,26 @@ class RedisConcurrency:
         if isinstance(token, tuple):
             await self.fallback.release(account_id, token[1])
             return
-        try:
-            await self.redis.zrem(f"a2a:inflight:{account_id}", token)
-        except Exception:  # noqa: BLE001 - the lease expires on its own
-            log.warning("redis unavailable: concurrency slot left to expire")
+        with contextlib.suppress(DependencyUnavailable):  # else the lease expires on its own
+            await self.guard.run(lambda: self.redis.zrem(f"a2a:inflight:{account_id}", token))
 
 
 class Admission:
-    def __init__(self, settings: Settings, redis: Any = None) -> None:
+    def __init__(self, settings: Settings, redis: Any = None, deps: DependencyHealth | None = None,
+                 redis_timeout: float = 2.0) -> None:
         self.settings = settings
         local = ConcurrencyCounter()
         self.concurrency: ConcurrencyCounter | RedisConcurrency = local
         self.local_window = MovingWindowRateLimiter(storage_from_string("async+memory://"))
         self.window = self.local_window
+        self.guard: RedisGuard | None = None
         if redis is not None and settings.redis_url:
+            self.guard = RedisGuard(redis, deps or DependencyHealth(), redis_timeout)
             lease = settings.upstream_total_timeout + settings.disconnect_drain_seconds + 60
-            self.concurrency = RedisConcurrency(redis, lease, local)
+            self.concurrency = RedisConcurrency(self.guard, lease, local)
             storage = storage_from_string("async+" + settings.redis_url, implementation="redispy",
-                                          key_prefix="a2a-limits")
+                                          key_prefix="a2a-limits", socket_timeout=redis_timeout,
+                                          socket_connect_timeout=redis_timeout)
             self.window = MovingWindowRateLimiter(storage)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -153,34 +160,29 @@ class Admission:
 
         return release
 
-    async def _hit(self, item: Any, *ids: str, cost: int = 1, test: bool = False) -> bool:
+    async def _limiter(self, call: Callable[[MovingWindowRateLimiter], Awaitable[T]]) -> T:
+        """``call`` on the shared (Redis) limiter; on the per-instance one while Redis is down."""
+        if self.guard is None:
+            return await call(self.local_window)
         try:
-            if test:
-                return await self.window.test(item, *ids)
-            return await self.window.hit(item, *ids, cost=cost)
-        except Exception:  # noqa: BLE001 - Redis down: limit per instance meanwhile
-            if self.window is self.local_window:
-                raise
-            log.warning("redis unavailable for rate limits; limiting per instance")
-            if test:
-                return await self.local_window.test(item, *ids)
-            return await self.local_window.hit(item, *ids, cost=cost)
+            return await self.guard.run(lambda: call(self.window))
+        except DependencyUnavailable:
+            return await call(self.local_window)
+
+    async def _hit(self, item: Any, *ids: str, cost: int = 1, test: bool = False) -> bool:
+        if test:
+            return await self._limiter(lambda w: w.test(item, *ids))
+        return await self._limiter(lambda w: w.hit(item, *ids, cost=cost))
 
     async def _stats(self, item: Any, *ids: str) -> float:
-        try:
-            stats = await self.window.get_window_stats(item, *ids)
-        except Exception:  # noqa: BLE001
-            stats = await self.local_window.get_window_stats(item, *ids)
+        stats = await self._limiter(lambda w: w.get_window_stats(item, *ids))
         return stats.reset_time - time.time()
 
     async def _trio(self, kind: str, limit: int, scope: str, ident: int) -> dict[str, str]:
         """x-ratelimit-{limit,remaining,reset}-{kind} for the tighter of the two scopes."""
         item = RateLimitItemPerMinute(limit)
         name = "rpm" if kind == "requests" else "tpm"
-        try:
-            stats = await self.window.get_window_stats(item, name, scope, str(ident))
-        except Exception:  # noqa: BLE001
-            stats = await self.local_window.get_window_stats(item, name, scope, str(ident))
+        stats = await self._limiter(lambda w: w.get_window_stats(item, name, scope, str(ident)))
         reset = max(math.ceil(stats.reset_time - time.time()), 0)
         return {f"x-ratelimit-limit-{kind}": str(limit),
                 f"x-ratelimit-remaining-{kind}": str(max(stats.remaining, 0)),

@@ -21,10 +21,12 @@ from starlette.responses import Response, StreamingResponse
 from a2agent.api.errors import ANTHROPIC, ApiError, error_response
 from a2agent.auth.accounts import KeyPrincipal
 from a2agent.billing.ledger import Outcome, PendingRequest
+from a2agent.billing.settlement import SettlementQueue
 from a2agent.providers.adapters import Adapter, MalformedUpstream
 from a2agent.providers.sse import SSEDecoder, SSEEvent
 from a2agent.providers.upstream import Timeouts, UpstreamError, UpstreamPool, UpstreamResponse
 from a2agent.routing.catalog import ModelEntry, Route
+from a2agent.store.faults import DependencyUnavailable
 from a2agent.translate.usage import Usage
 
 log = logging.getLogger("a2agent.relay")
@@ -92,6 +94,9 @@ class Relay:
         self.token_counter = token_counter
         self.metrics: Any = None
         self.keepalive_seconds = KEEPALIVE_SECONDS
+        self.settlements = SettlementQueue(services.ledger, tasks.spawn,
+                                           max_size=self.settings.settlement_queue_max,
+                                           on_settled=self._settled)
 
     # ---- entry point ----------------------------------------------------------------------
     async def run(self, ctx: RequestContext, release: Callable[[], None]) -> Response:
@@ -110,9 +115,14 @@ class Relay:
                 pending, protocol=ctx.protocol, stream=ctx.stream, client_ip=ctx.client_ip,
                 input_estimate=ctx.input_estimate, instance_id=self.services.instance_id,
             )
-        except BaseException:
+        except BaseException as exc:
             release()
+            # refused before any upstream call; a record that may exist anyway is closed at
+            # no cost when the database answers again
+            if isinstance(exc, DependencyUnavailable) and exc.maybe_written:
+                self.settlements.void(pending)
             raise
+        self.settlements.opened()
         try:
             resp, adapter, route = await self._connect(ctx, routes, adapter, route)
         except ApiError as err:
@@ -438,19 +448,15 @@ class Relay:
                 await self.limiter.record_tokens(principal, tokens)
             except Exception:  # noqa: BLE001 - a limiter outage must not lose the charge
                 log.warning("could not record token usage for rate limits")
-            for attempt in range(5):
-                try:
-                    cost = await self.services.ledger.settle(pending, outcome)
-                    if self.metrics is not None:
-                        self.metrics.settled(pending.model, outcome.status, outcome, cost)
-                    return
-                except Exception:  # noqa: BLE001 - retried, then left for recovery
-                    if attempt == 4:
-                        log.exception("settlement of %s failed; left pending for recovery", pending.request_id)
-                        return
-                    await asyncio.sleep(0.05 * 2**attempt)
+            # while the database is away the settlement waits in the retry queue: the
+            # admission slot is released now all the same
+            await self.settlements.settle(pending, outcome)
         finally:
             release()
+
+    def _settled(self, pending: PendingRequest, outcome: Outcome, cost: int | None) -> None:
+        if self.metrics is not None:
+            self.metrics.settled(pending.model, outcome.status, outcome, cost)
 
 
 def _unsupported(ctx: RequestContext, route: Route) -> None:

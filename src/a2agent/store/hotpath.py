@@ -20,9 +20,12 @@ import logging
 import sqlite3
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable, TypeVar
+
+from a2agent.store.faults import DATABASE, DependencyHealth, classify
 
 log = logging.getLogger("a2agent.store")
+T = TypeVar("T")
 
 LOOKUP_SQL = (
     "SELECT k.id, k.name, k.digest, a.id, a.suspended, a.balance_micro, a.rpm_limit, a.tpm_limit, "
@@ -120,6 +123,25 @@ class _Statements:
         self.touch = _Statement(TOUCH_KEY_SQL, style)
 
 
+class _NotWritten(Exception):
+    """A batch failed before anything could reach the database (no connection, no lock)."""
+
+
+async def _guarded(deps: DependencyHealth, op: Awaitable[T]) -> T:
+    """Run one hot-path operation; a database outage comes out as DependencyUnavailable."""
+    try:
+        result = await op
+    except Exception as exc:
+        err = classify(exc, DATABASE)
+        if err is None:
+            raise
+        if isinstance(exc, _NotWritten) or isinstance(exc.__cause__, _NotWritten):
+            err.maybe_written = False
+        raise deps.failed(err) from exc
+    deps.ok(DATABASE)
+    return result
+
+
 class _Writer:
     """Group commit: queued operations run in one transaction per batch."""
 
@@ -165,8 +187,11 @@ class _Writer:
 
 
 class SQLiteHotPath:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, busy_timeout: float = 5.0, deps: DependencyHealth | None = None) -> None:
         self.path = path
+        # how long a write waits for another process's lock before the request is refused
+        self.busy_timeout = busy_timeout
+        self.deps = deps or DependencyHealth()
         self._readers = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="a2agent-sqlite-read")
         self._write_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="a2agent-sqlite-write")
         self._local = threading.local()
@@ -176,10 +201,11 @@ class SQLiteHotPath:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
             self._local.conn = conn
         return conn
 
@@ -187,31 +213,37 @@ class SQLiteHotPath:
         return self._conn().execute(self.q.lookup.sql, (digest,)).fetchone()
 
     async def lookup_key(self, digest: str) -> tuple[Any, ...] | None:
-        return await asyncio.get_running_loop().run_in_executor(self._readers, self._read, digest)
+        loop = asyncio.get_running_loop()
+        return await _guarded(self.deps, loop.run_in_executor(self._readers, self._read, digest))
 
     async def open_request(self, values: dict[str, Any]) -> None:
         row = dict(values, created_at=_sqlite_time(values["created_at"]), stream=int(values["stream"]), false=0)
-        await self._writer.submit(("pending", row))
+        await _guarded(self.deps, self._writer.submit(("pending", row)))
 
     async def settle(self, s: Settlement) -> bool:
-        return bool(await self._writer.submit(("settle", s)))
+        return bool(await _guarded(self.deps, self._writer.submit(("settle", s))))
 
     async def _run_batch(self, ops: list[Any]) -> list[Any]:
         return await asyncio.get_running_loop().run_in_executor(self._write_thread, self._apply, ops)
 
     def _apply(self, ops: list[Any]) -> list[Any]:
-        conn = self._conn()
+        """One transaction for the batch. A local file: whatever fails is rolled back here, so a
+        failed write never has an unknown outcome."""
+        try:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")  # waits busy_timeout for another process's lock
+        except sqlite3.OperationalError as exc:  # locked by another process, disk, file
+            raise _NotWritten(str(exc)) from exc
         if len(ops) == 1:  # alone in its transaction: no savepoint needed
-            conn.execute("BEGIN IMMEDIATE")
             try:
                 result = self._apply_one(conn, *ops[0])
+                conn.execute("COMMIT")
             except Exception as exc:  # noqa: BLE001 - reported to its caller
-                conn.execute("ROLLBACK")
-                return [exc]
-            conn.execute("COMMIT")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                return [_not_written(exc)]
             return [result]
         results: list[Any] = []
-        conn.execute("BEGIN IMMEDIATE")
         try:
             for kind, op in ops:
                 conn.execute("SAVEPOINT op")
@@ -221,12 +253,14 @@ class SQLiteHotPath:
                 except Exception as exc:  # noqa: BLE001 - only this operation fails
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
-                    result = exc
+                    result = _not_written(exc)
                 results.append(result)
             conn.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):  # e.g. disk full at COMMIT: not written
+                raise _NotWritten(str(exc)) from exc
             raise
         return results
 
@@ -256,6 +290,15 @@ class SQLiteHotPath:
         self._write_thread.shutdown(wait=True)
 
 
+def _not_written(exc: Exception) -> Exception:
+    """An operation rolled back locally: its SQLite error, marked as certainly not written."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return exc
+    err = _NotWritten(str(exc))
+    err.__cause__ = exc
+    return err
+
+
 def _lock_order(item: tuple[str, Any]) -> tuple[int, int, str]:
     """Every writer (each instance's batches) takes row locks in this one order — account, then
     its key, then the roll-up row — so concurrent batches cannot deadlock on PostgreSQL."""
@@ -274,9 +317,13 @@ def _rollup_params(s: Settlement, day: Any) -> dict[str, Any]:
 
 
 class PostgresHotPath:
-    def __init__(self, dsn: str, pool_size: int) -> None:
+    def __init__(self, dsn: str, pool_size: int, acquire_timeout: float = 5.0,
+                 statement_timeout: float = 0.0, deps: DependencyHealth | None = None) -> None:
         self.dsn = dsn
         self.pool_size = pool_size
+        self.acquire_timeout = acquire_timeout
+        self.statement_timeout = statement_timeout
+        self.deps = deps or DependencyHealth()
         self._pool: Any = None
         self._pool_lock = asyncio.Lock()
         self._writer = _Writer(self._run_batch)
@@ -288,23 +335,54 @@ class PostgresHotPath:
                 if self._pool is None:
                     import asyncpg
 
-                    self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=max(self.pool_size // 2, 2))
+                    from a2agent.store.db import pg_timeouts
+
+                    # min_size=0: connecting happens at acquire, bounded by its timeout, even
+                    # when the database is away at start
+                    self._pool = await asyncpg.create_pool(
+                        self.dsn, min_size=0, max_size=max(self.pool_size // 2, 2),
+                        **pg_timeouts(self.acquire_timeout, self.statement_timeout))
         return self._pool
 
-    async def lookup_key(self, digest: str) -> tuple[Any, ...] | None:
-        row = await (await self._get_pool()).fetchrow(self.q.lookup.sql, digest)
+    async def _lookup(self, digest: str) -> tuple[Any, ...] | None:
+        pool = await self._get_pool()
+        async with pool.acquire(timeout=self.acquire_timeout) as con:
+            row = await con.fetchrow(self.q.lookup.sql, digest)
         return tuple(row) if row is not None else None
 
+    async def lookup_key(self, digest: str) -> tuple[Any, ...] | None:
+        return await _guarded(self.deps, self._lookup(digest))
+
     async def open_request(self, values: dict[str, Any]) -> None:
-        await self._writer.submit(("pending", dict(values, false=False)))
+        await _guarded(self.deps, self._writer.submit(("pending", dict(values, false=False))))
 
     async def settle(self, s: Settlement) -> bool:
-        return bool(await self._writer.submit(("settle", s)))
+        return bool(await _guarded(self.deps, self._writer.submit(("settle", s))))
+
+    async def _connection(self) -> Any:
+        """A pooled connection, or _NotWritten: nothing of the batch reached the database."""
+        try:
+            pool = await self._get_pool()
+            return await pool.acquire(timeout=self.acquire_timeout)
+        except Exception as exc:  # noqa: BLE001 - classified by the caller
+            raise _NotWritten(type(exc).__name__) from exc
 
     async def _run_batch(self, ops: list[Any]) -> list[Any]:
-        pool = await self._get_pool()
+        con = await self._connection()
+        try:
+            return await self._apply_batch(con, ops)
+        finally:
+            try:
+                await self._pool.release(con)
+            except Exception:  # noqa: BLE001 - a broken connection is dropped by the pool
+                log.debug("could not release a broken connection", exc_info=True)
+
+    async def _apply_batch(self, con: Any, ops: list[Any]) -> list[Any]:
+        """One transaction, each operation in its own savepoint. When the COMMIT's answer is
+        lost with the connection, the operations' outcome is unknown: settlement is idempotent
+        per request id, so retrying it never charges twice."""
         results: list[Any] = [None] * len(ops)
-        async with pool.acquire() as con, con.transaction():
+        async with con.transaction():
             for i in sorted(range(len(ops)), key=lambda i: _lock_order(ops[i])):
                 kind, op = ops[i]
                 try:
@@ -341,8 +419,10 @@ class PostgresHotPath:
 HotPath = SQLiteHotPath | PostgresHotPath
 
 
-def make_hotpath(url: str, pool_size: int) -> HotPath:
+def make_hotpath(url: str, pool_size: int, *, acquire_timeout: float = 5.0,
+                 statement_timeout: float = 0.0, deps: DependencyHealth | None = None) -> HotPath:
     """``url`` is the SQLAlchemy URL (sqlite+aiosqlite:///… or postgresql+asyncpg://…)."""
     if url.startswith("sqlite"):
-        return SQLiteHotPath(url.split(":///", 1)[1])
-    return PostgresHotPath("postgresql:" + url.split(":", 1)[1], pool_size)
+        return SQLiteHotPath(url.split(":///", 1)[1], acquire_timeout, deps)
+    return PostgresHotPath("postgresql:" + url.split(":", 1)[1], pool_size, acquire_timeout,
+                           statement_timeout, deps)

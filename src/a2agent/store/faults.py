@@ -83,6 +83,7 @@ def _is_database_error(e: BaseException) -> bool:
         pg.LockNotAvailableError,
         pg.ReadOnlySQLTransactionError,  # a failover left us on a read-only replica
         pg.InterfaceError,  # connection closed / does not exist
+        pg.InternalClientError,  # a connection left half-way by a failure mid-transaction
     )) and not isinstance(e, pg.InterfaceWarning)
 
 

@@ -346,9 +346,21 @@ class PostgresHotPath:
 
     async def _lookup(self, digest: str) -> tuple[Any, ...] | None:
         pool = await self._get_pool()
-        async with pool.acquire(timeout=self.acquire_timeout) as con:
+        con = await pool.acquire(timeout=self.acquire_timeout)
+        try:
             row = await con.fetchrow(self.q.lookup.sql, digest)
+        except BaseException:
+            con.terminate()  # see _run_batch
+            raise
+        finally:
+            await self._release(con)
         return tuple(row) if row is not None else None
+
+    async def _release(self, con: Any) -> None:
+        try:
+            await self._pool.release(con)
+        except Exception:  # noqa: BLE001 - a broken connection is dropped by the pool
+            log.debug("could not release a broken connection", exc_info=True)
 
     async def lookup_key(self, digest: str) -> tuple[Any, ...] | None:
         return await _guarded(self.deps, self._lookup(digest))
@@ -371,11 +383,13 @@ class PostgresHotPath:
         con = await self._connection()
         try:
             return await self._apply_batch(con, ops)
+        except BaseException:
+            # a connection that failed mid-transaction is never trusted again: asyncpg may keep
+            # it in a half-finished protocol state ("another operation is in progress")
+            con.terminate()
+            raise
         finally:
-            try:
-                await self._pool.release(con)
-            except Exception:  # noqa: BLE001 - a broken connection is dropped by the pool
-                log.debug("could not release a broken connection", exc_info=True)
+            await self._release(con)
 
     async def _apply_batch(self, con: Any, ops: list[Any]) -> list[Any]:
         """One transaction, each operation in its own savepoint. When the COMMIT's answer is
@@ -393,6 +407,10 @@ class PostgresHotPath:
                         else:
                             results[i] = await self._apply_settle(con, op)
                 except Exception as exc:  # noqa: BLE001 - only this operation fails
+                    if classify(exc, DATABASE) is not None:
+                        # a lock wait past the statement timeout, a lost connection: the rest
+                        # of the batch would wait as long, one by one; fail it as a whole
+                        raise
                     results[i] = exc
         return results
 

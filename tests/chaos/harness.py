@@ -221,6 +221,8 @@ def check_money(env: Any, account_id: int, start_balance: int, shots: list[Shot]
     for s in shots:
         if s.status != 200 and s.request_id in records:
             assert records[s.request_id][1] == 0, f"refused request {s.request_id} was charged"
+    # a refused request was refused before any upstream call: nothing spent, nothing owed
+    assert len(env.upstream.requests) == len(ok), (len(env.upstream.requests), len(ok))
     charged = start_balance - env.balance(account_id)
     assert charged == expected, f"charged {charged} µUSD, answered requests cost {expected}"
     assert charges == sum(1 for s in ok if cost_micro(prices, s.input_tokens, s.output_tokens, 0, 0))

@@ -147,9 +147,10 @@ class PrivateRedis:
 
 
 class CommitDropper:
-    """A TCP proxy to PostgreSQL that, when armed, forwards the next ``COMMIT`` to the server
-    and then cuts the connection before the server's answer reaches the client: the client
-    cannot know whether its transaction committed (it did)."""
+    """A TCP proxy to PostgreSQL that, when armed, forwards the next ``COMMIT`` of a
+    connection that writes request records (the gateway's hot path, not its heartbeat) to the
+    server, then cuts the connection before the server's answer reaches the client: the
+    client cannot know whether its transaction committed (it did)."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
@@ -166,7 +167,7 @@ class CommitDropper:
             except OSError:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            state = {"cut": False}
+            state = {"cut": False, "hot": False}
             threading.Thread(target=self._pump, args=(client, upstream, state, True), daemon=True).start()
             threading.Thread(target=self._pump, args=(upstream, client, state, False), daemon=True).start()
 
@@ -176,12 +177,14 @@ class CommitDropper:
                 data = src.recv(65536)
                 if not data:
                     break
-                if to_server and self.armed and b"COMMIT" in data.upper():
+                if to_server and b"request_records" in data:
+                    state["hot"] = True
+                if to_server and self.armed and state["hot"] and b"COMMIT" in data.upper():
                     self.armed = False
                     state["cut"] = True  # the server's answer is never relayed
+                    self.dropped += 1
                     dst.sendall(data)
                     time.sleep(0.3)  # the server commits meanwhile
-                    self.dropped += 1
                     break
                 if state["cut"]:
                     break

@@ -120,9 +120,10 @@ class Admission:
             self.guard = RedisGuard(redis, deps or DependencyHealth(), redis_timeout)
             lease = settings.upstream_total_timeout + settings.disconnect_drain_seconds + 60
             self.concurrency = RedisConcurrency(self.guard, lease, local)
+            # one connection pool for both, so the guard can drop its stale connections
             storage = storage_from_string("async+" + settings.redis_url, implementation="redispy",
-                                          key_prefix="a2a-limits", socket_timeout=redis_timeout,
-                                          socket_connect_timeout=redis_timeout)
+                                          key_prefix="a2a-limits",
+                                          connection_pool=redis.connection_pool)
             self.window = MovingWindowRateLimiter(storage)
         self._tasks: set[asyncio.Task[None]] = set()
 

@@ -2,8 +2,9 @@
 
 When a Redis call fails, Redis is marked down (one log line) and admission counts per
 instance. While it is down it is not asked at all — no request waits on a dead socket — and
-a probe pings it every half second; the first answer marks it back (one log line) and the
-shared counters are used again from the next request on.
+a probe pings it every half second; the first answer marks it back (one log line), the
+connections from before the outage are dropped, and the shared counters are used again
+from the next request on.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class RedisGuard:
                         await self.redis.ping()
                 except Exception:  # noqa: BLE001 - still down
                     continue
-                self.deps.ok(REDIS)
+                await self._back()
         finally:
             self._probe = None
 
@@ -67,8 +68,14 @@ class RedisGuard:
         except Exception as exc:  # noqa: BLE001
             self._down(exc)
             return False
-        self.deps.ok(REDIS)
+        await self._back()
         return True
+
+    async def _back(self) -> None:
+        if not self.up:
+            # connections made before a restart would fail once each: drop them all first
+            await self.redis.connection_pool.disconnect()
+            self.deps.ok(REDIS)
 
     async def close(self) -> None:
         if self._probe is not None:

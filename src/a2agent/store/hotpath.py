@@ -127,8 +127,11 @@ class _NotWritten(Exception):
     """A batch failed before anything could reach the database (no connection, no lock)."""
 
 
-async def _guarded(deps: DependencyHealth, op: Awaitable[T]) -> T:
-    """Run one hot-path operation; a database outage comes out as DependencyUnavailable."""
+async def _guarded(deps: DependencyHealth, op: Awaitable[T], *, write: bool = True) -> T:
+    """Run one hot-path operation; a database outage comes out as DependencyUnavailable.
+
+    Only a write that worked says the database is back: reads may work while writes cannot
+    (disk full, a lock held by another process), and the state must not flap per request."""
     try:
         result = await op
     except Exception as exc:
@@ -138,7 +141,8 @@ async def _guarded(deps: DependencyHealth, op: Awaitable[T]) -> T:
         if isinstance(exc, _NotWritten) or isinstance(exc.__cause__, _NotWritten):
             err.maybe_written = False
         raise deps.failed(err) from exc
-    deps.ok(DATABASE)
+    if write:
+        deps.ok(DATABASE)
     return result
 
 
@@ -214,7 +218,8 @@ class SQLiteHotPath:
 
     async def lookup_key(self, digest: str) -> tuple[Any, ...] | None:
         loop = asyncio.get_running_loop()
-        return await _guarded(self.deps, loop.run_in_executor(self._readers, self._read, digest))
+        return await _guarded(self.deps, loop.run_in_executor(self._readers, self._read, digest),
+                              write=False)
 
     async def open_request(self, values: dict[str, Any]) -> None:
         row = dict(values, created_at=_sqlite_time(values["created_at"]), stream=int(values["stream"]), false=0)
@@ -363,7 +368,7 @@ class PostgresHotPath:
             log.debug("could not release a broken connection", exc_info=True)
 
     async def lookup_key(self, digest: str) -> tuple[Any, ...] | None:
-        return await _guarded(self.deps, self._lookup(digest))
+        return await _guarded(self.deps, self._lookup(digest), write=False)
 
     async def open_request(self, values: dict[str, Any]) -> None:
         await _guarded(self.deps, self._writer.submit(("pending", dict(values, false=False))))

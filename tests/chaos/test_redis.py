@@ -28,8 +28,10 @@ CONCURRENCY = 2  # per account, with 6 clients: some 429s whether Redis is up or
 
 
 @pytest.fixture
-def chaos(tmp_path: Path, upstream: ScriptedUpstream, private_redis: PrivateRedis) -> Iterator[Chaos]:
-    for c in chaos_env(tmp_path, upstream, None, redis_url=private_redis.url):
+def chaos(tmp_path: Path, upstream: ScriptedUpstream, private_redis: PrivateRedis,
+          db_url: str) -> Iterator[Chaos]:
+    """On SQLite and on PostgreSQL (the machine's, in a fresh database: only Redis fails)."""
+    for c in chaos_env(tmp_path, upstream, db_url, redis_url=private_redis.url):
         c.env.call(c.env.services.accounts.set_limits(c.account_id, rpm=100_000,
                                                       concurrency=CONCURRENCY))
         yield c
@@ -72,7 +74,8 @@ def test_redis_stopped_and_restarted_under_load(chaos: Chaos, private_redis: Pri
               and r.getMessage().startswith("redis")]
     assert len(states) == 2 and "unavailable" in states[0] and "back" in states[1], states
     assert not [r for r in caplog.records if r.name == "a2agent.admission"]
-    report("redis stopped and restarted", load.shots, (t_down, t_up),
+    report(f"redis stopped and restarted ({chaos.env.services.settings.database_url.split('+')[0]})",
+           load.shots, (t_down, t_up),
            degraded_reported_after_s=degraded_in, ok_reported_after_s=back_in,
            shared_limits_again_after_s=shared_again_in, charged_micro=money.charged,
            expected_micro=money.expected, verify="clean", pending_left=0)

@@ -44,13 +44,14 @@ class SettlementQueue:
         self.max_size = max_size
         self.on_settled = on_settled
         self._items: deque[_Item] = deque()
+        self._retrying = 0  # items out of the deque while a retry of them runs
         self._worker: Any = None
         self.open = 0  # this process's pending records not settled yet
         self.dropped = 0  # settlements the full queue left to the recovery path
         self._full_logged = False
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._items) + self._retrying
 
     def opened(self) -> None:
         """A pending record of this process was written."""
@@ -90,7 +91,7 @@ class SettlementQueue:
             self.open = max(self.open - 1, 0)
 
     def _enqueue(self, item: _Item) -> None:
-        if len(self._items) >= self.max_size and not self._evict_void(item):
+        if len(self) >= self.max_size and not self._evict_void(item):
             self.dropped += 1
             self._finish(item)
             if not self._full_logged:
@@ -119,9 +120,13 @@ class SettlementQueue:
             while self._items:
                 await asyncio.sleep(delay)
                 batch = [self._items.popleft() for _ in range(min(len(self._items), RETRY_BATCH))]
-                # concurrently: the store's group commit writes them in few transactions
-                done = await asyncio.gather(
-                    *(self._attempt(item, queue_on_failure=False) for item in batch))
+                self._retrying = len(batch)
+                try:
+                    # concurrently: the store's group commit writes them in few transactions
+                    done = await asyncio.gather(
+                        *(self._attempt(item, queue_on_failure=False) for item in batch))
+                finally:
+                    self._retrying = 0
                 failed = [item for item, ok in zip(batch, done) if not ok]
                 if failed:
                     self._items.extendleft(reversed(failed))

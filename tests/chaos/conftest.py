@@ -4,9 +4,10 @@ machine's shared ones), and a gateway wired to them with short, bounded database
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 

@@ -14,8 +14,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import asyncpg
 import httpx
@@ -28,7 +29,6 @@ from tests.conftest import run_cli
 from tests.support.gateway import GatewayProcess
 from tests.support.private_deps import PrivatePostgres
 from tests.support.upstream import ScriptedUpstream
-
 
 Record = tuple[str, int, int, bool, int]  # status, input, output, still pending, cost
 

@@ -39,7 +39,7 @@ def private_pg_unavailable() -> str | None:
 
 def _as_postgres(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["runuser", "-u", "postgres", "--", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd="/tmp")
+                          text=True, timeout=timeout, cwd="/tmp", check=False)
 
 
 def make_template() -> Path:

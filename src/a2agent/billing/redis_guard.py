@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from a2agent.store.faults import REDIS, DependencyHealth, DependencyUnavailable
 
@@ -38,7 +39,7 @@ class RedisGuard:
         try:
             async with asyncio.timeout(self.timeout):
                 return await call()
-        except Exception as exc:  # noqa: BLE001 - any Redis failure: count per instance
+        except Exception as exc:
             raise self._down(exc) from exc
 
     def _down(self, exc: BaseException) -> DependencyUnavailable:
@@ -54,7 +55,7 @@ class RedisGuard:
                 try:
                     async with asyncio.timeout(self.timeout):
                         await self.redis.ping()
-                except Exception:  # noqa: BLE001 - still down
+                except Exception:
                     continue
                 await self._back()
         finally:
@@ -65,7 +66,7 @@ class RedisGuard:
         try:
             async with asyncio.timeout(min(self.timeout, 0.5)):
                 await self.redis.ping()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self._down(exc)
             return False
         await self._back()

@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Callable, Coroutine
+from typing import Any
 
 from a2agent.billing.ledger import Ledger, Outcome, PendingRequest
 from a2agent.store.faults import DependencyUnavailable

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from typing import Callable
+from collections.abc import Callable
 
 log = logging.getLogger("a2agent.dependencies")
 

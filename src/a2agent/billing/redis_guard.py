@@ -39,7 +39,7 @@ class RedisGuard:
         try:
             async with asyncio.timeout(self.timeout):
                 return await call()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any Redis failure: count per instance
             raise self._down(exc) from exc
 
     def _down(self, exc: BaseException) -> DependencyUnavailable:
@@ -55,7 +55,7 @@ class RedisGuard:
                 try:
                     async with asyncio.timeout(self.timeout):
                         await self.redis.ping()
-                except Exception:
+                except Exception:  # noqa: BLE001, S112 - still down (logged when it went)
                     continue
                 await self._back()
         finally:
@@ -66,7 +66,7 @@ class RedisGuard:
         try:
             async with asyncio.timeout(min(self.timeout, 0.5)):
                 await self.redis.ping()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - not answering is the answer
             self._down(exc)
             return False
         await self._back()

@@ -22,6 +22,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import NullPool
 
+from a2agent.store.faults import DATABASE, classify
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -62,6 +64,19 @@ def pg_timeouts(acquire_timeout: float, statement_timeout: float) -> dict[str, A
     return args
 
 
+@contextlib.asynccontextmanager
+async def _outage_as_unavailable() -> AsyncIterator[None]:
+    """Driver errors that mean the database is away (including the raw socket errors the
+    drivers raise while connecting) come out as DependencyUnavailable."""
+    try:
+        yield
+    except Exception as exc:
+        err = classify(exc, DATABASE)
+        if err is None:
+            raise
+        raise err from exc
+
+
 class Database:
     """Owns the engines. ``read()`` for queries, ``write()`` for transactions that change data.
 
@@ -92,23 +107,23 @@ class Database:
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction; commits on success, rolls back on error."""
-        async with self._write_sessions() as session, session.begin():
+        async with _outage_as_unavailable(), self._write_sessions() as session, session.begin():
             yield session
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        async with self._read_sessions() as session:
+        async with _outage_as_unavailable(), self._read_sessions() as session:
             yield session
 
     @contextlib.asynccontextmanager
     async def write_conn(self) -> AsyncIterator[AsyncConnection]:
         """Core-level transaction (cheaper than the ORM on the hot path)."""
-        async with self.write_engine.begin() as conn:
+        async with _outage_as_unavailable(), self.write_engine.begin() as conn:
             yield conn
 
     @contextlib.asynccontextmanager
     async def read_conn(self) -> AsyncIterator[AsyncConnection]:
-        async with self.read_engine.connect() as conn:
+        async with _outage_as_unavailable(), self.read_engine.connect() as conn:
             yield conn
 
     async def ping(self, timeout: float = 1.0) -> bool:

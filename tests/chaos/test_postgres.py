@@ -3,6 +3,7 @@ mid-transaction, and slow beyond the statement timeout. Each on a private cluste
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -30,7 +31,9 @@ def chaos(tmp_path: Path, upstream: ScriptedUpstream, private_pg: PrivatePostgre
     yield from chaos_env(tmp_path, upstream, private_pg.url)
 
 
-def test_postgres_stopped_under_load(chaos: Chaos, private_pg: PrivatePostgres) -> None:
+def test_postgres_stopped_under_load(chaos: Chaos, private_pg: PrivatePostgres,
+                                    caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
     with ReadyWatch(chaos.url) as ready, Load(chaos.url, chaos.key, "m") as load:
         load.wait_for(40)
         t_down = time.monotonic()
@@ -55,6 +58,10 @@ def test_postgres_stopped_under_load(chaos: Chaos, private_pg: PrivatePostgres) 
     assert chaos.metric("a2agent_dependency_errors_total", '{dependency="database"}') > 0
     assert chaos.metric("a2agent_settlement_retry_queue") == 0
     assert chaos.metric("a2agent_pending_records") == 0
+    # one line when it went, one when it was back; no traceback per request
+    states = [r.getMessage() for r in caplog.records if r.name == "a2agent.dependencies"]
+    assert ["down" if "unavailable" in m else "back" for m in states] == ["down", "back"], states
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
     report("postgresql stopped", load.shots, (t_down, t_up), unready_after_s=unready_in,
            ready_after_s=ready_in, first_200_after_s=recovered_in, charged_micro=money.charged,
            expected_micro=money.expected, verify="clean", pending_left=0)

@@ -72,6 +72,7 @@ async def test_queue_settles_when_the_file_is_writable_again_and_is_bounded(serv
             await queue.settle(p, outcome)  # the write lock is held: queued, not lost
         assert len(queue) == 2 and queue.dropped == 1  # bounded: the third is left pending
         queue.void(pending[3])  # a refusal's void never pushes out an answered settlement
+        await asyncio.wait_for(tasks.tasks[-1], 5)
         assert len(queue) == 2 and queue.dropped == 2
         assert services.deps.is_down(DATABASE)
     finally:

@@ -26,6 +26,7 @@ log = logging.getLogger("a2agent.settlement")
 FIRST_RETRY_SECONDS = 0.1
 MAX_RETRY_SECONDS = 1.0
 RETRY_BATCH = 256
+VOID_DELAY_SECONDS = 1.0
 
 Settled = Callable[[PendingRequest, Outcome, "int | None"], None]
 
@@ -65,9 +66,14 @@ class SettlementQueue:
     def void(self, pending: PendingRequest) -> None:
         """The request was refused because its pending record could not be written, but the
         write's outcome is unknown (it may have committed): close such a record at no cost
-        once the database answers, so the recovery path never charges a refused request."""
+        once the database answers, so the recovery path never charges a refused request.
+        Queued a little later, so a COMMIT still in flight on the server is visible by then."""
         outcome = Outcome(status="error", http_status=503, error_type="database_unavailable")
-        self._enqueue(_Item(pending, outcome, False))
+        self._spawn(self._enqueue_later(_Item(pending, outcome, False)), "settlement-void")
+
+    async def _enqueue_later(self, item: _Item) -> None:
+        await asyncio.sleep(VOID_DELAY_SECONDS)
+        self._enqueue(item)
 
     async def _attempt(self, item: _Item, *, queue_on_failure: bool) -> bool:
         """True when the item needs no more work (settled, already settled, or given up)."""

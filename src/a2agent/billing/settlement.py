@@ -134,7 +134,7 @@ class SettlementQueue:
                         *(self._attempt(item, queue_on_failure=False) for item in batch))
                 finally:
                     self._retrying = 0
-                failed = [item for item, ok in zip(batch, done) if not ok]
+                failed = [item for item, ok in zip(batch, done, strict=True) if not ok]
                 if failed:
                     self._items.extendleft(reversed(failed))
                     delay = min(delay * 2, MAX_RETRY_SECONDS)

@@ -1,5 +1,5 @@
-"""The settlement retry queue and the outage classifier, on a real SQLite file made
-unwritable by another connection holding its write lock (no stand-ins)."""
+"""The settlement retry queue, on a real SQLite file made unwritable by another connection
+holding its write lock (no stand-ins)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy
-import sqlalchemy.exc
 
 from a2agent.billing.ledger import Outcome
 from a2agent.billing.money import Prices, cost_micro
@@ -21,7 +20,7 @@ from a2agent.billing.verify import verify
 from a2agent.config import load_settings
 from a2agent.services import Services
 from a2agent.store.db import upgrade
-from a2agent.store.faults import DATABASE, REDIS, DependencyUnavailable, classify
+from a2agent.store.faults import DATABASE
 from a2agent.store.models import RequestRecord
 from tests.billing.test_ledger import _pending
 
@@ -91,24 +90,3 @@ async def test_queue_settles_when_the_file_is_writable_again_and_is_bounded(serv
     assert await verify(services.db) == []
     balance = (await services.accounts.get(acc.id)).balance_micro
     assert balance == 10_000_000 - sum(r.cost_micro for r in recs.values())
-
-
-def test_outages_are_recognised_and_bugs_are_not() -> None:
-    import asyncpg
-    import redis.exceptions
-
-    locked = sqlite3.OperationalError("database is locked")
-    assert classify(locked).dependency == DATABASE  # type: ignore[union-attr]
-    wrapped = sqlalchemy.exc.OperationalError("SELECT 1", {}, locked)
-    assert classify(wrapped).dependency == DATABASE  # type: ignore[union-attr]
-    assert classify(asyncpg.exceptions.QueryCanceledError("statement timeout")) is not None
-    assert classify(asyncpg.exceptions.CannotConnectNowError("starting up")) is not None
-    assert classify(redis.exceptions.ConnectionError("gone")).dependency == REDIS  # type: ignore[union-attr]
-    assert classify(ConnectionRefusedError(), DATABASE).dependency == DATABASE  # type: ignore[union-attr]
-    # bugs stay bugs: they must surface as errors, not as "retry later"
-    assert classify(sqlite3.IntegrityError("UNIQUE constraint failed")) is None
-    assert classify(asyncpg.exceptions.UniqueViolationError("duplicate key")) is None
-    assert classify(ValueError("bad")) is None
-    assert classify(ConnectionRefusedError()) is None  # no hint: not ours to guess
-    err = DependencyUnavailable(DATABASE, "x")
-    assert classify(RuntimeError("outer")) is None and classify(err) is err

@@ -30,11 +30,6 @@ PRICES = Prices(3_000_000, 15_000_000, 300_000, 3_750_000)  # per 1M tokens: 3 $
 MODEL = "m"
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "chaos: our own dependencies (PostgreSQL, Redis, the SQLite file) fail under load")
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/chaos/" in str(item.fspath).replace("\\", "/"):

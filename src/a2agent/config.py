@@ -41,6 +41,7 @@ class Settings:
     account_max_concurrency: int = 64  # 0 = unlimited
     default_rpm: int = 0  # requests per minute per key and per account; 0 = unlimited
     default_tpm: int = 0  # tokens per minute per key and per account; 0 = unlimited
+    default_max_output_tokens: int = 4096  # output cap reserved when a request sets none
     disconnect_drain_seconds: float = 10.0
     shutdown_grace_seconds: float = 30.0
     # upstream defaults (channels may override)
@@ -149,6 +150,8 @@ def _check(settings: Settings) -> None:
     for name in ("account_max_concurrency", "default_rpm", "default_tpm", "local_model_queue"):
         if getattr(settings, name) < 0:
             raise bad(name, f"must not be negative, got {getattr(settings, name)}")
+    if settings.default_max_output_tokens < 1:
+        raise bad("default_max_output_tokens", f"must be at least 1, got {settings.default_max_output_tokens}")
     for name in (
         "upstream_connect_timeout",
         "upstream_first_byte_timeout",

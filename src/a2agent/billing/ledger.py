@@ -17,8 +17,9 @@ from sqlalchemy import func, insert, select, update
 from a2agent.auth.accounts import NotFound
 from a2agent.auth.keys import KeyHasher, generate_code, normalize_code
 from a2agent.billing.money import Prices, cost_micro
+from a2agent.billing.reservation import InsufficientBalance
 from a2agent.store.db import Database
-from a2agent.store.hotpath import HotPath, Settlement
+from a2agent.store.hotpath import HoldRefused, HotPath, Settlement
 from a2agent.store.models import (
     Account,
     LedgerEntry,
@@ -163,14 +164,21 @@ class Ledger:
         client_ip: str | None,
         input_estimate: int,
         instance_id: str,
+        reserved: int = 0,
     ) -> None:
-        """Write the pending record at admission, so a crash can still be settled later."""
-        await self.hot.open_request({
-            "id": pending.request_id, "account_id": pending.account_id, "key_id": pending.key_id,
-            "model": pending.model, "protocol": protocol, "stream": stream, "client_ip": client_ip,
-            "input_estimate": input_estimate, "price_id": pending.prices.price_id,
-            "created_at": utcnow(), "instance_id": instance_id,
-        })
+        """Write the pending record at admission, so a crash can still be settled later, and
+        hold ``reserved`` micro-USD of the balance in the same transaction (see
+        billing/reservation.py). Raises InsufficientBalance when the balance less the other
+        holds cannot cover it; then nothing is written."""
+        try:
+            await self.hot.open_request({
+                "id": pending.request_id, "account_id": pending.account_id, "key_id": pending.key_id,
+                "model": pending.model, "protocol": protocol, "stream": stream, "client_ip": client_ip,
+                "input_estimate": input_estimate, "price_id": pending.prices.price_id,
+                "created_at": utcnow(), "instance_id": instance_id, "reserved": max(int(reserved), 0),
+            })
+        except HoldRefused as exc:
+            raise InsufficientBalance(exc.available) from None
 
     async def settle(self, pending: PendingRequest, outcome: Outcome) -> int | None:
         """Settle one request, exactly once: complete its record, charge the balance, append

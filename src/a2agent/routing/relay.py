@@ -21,6 +21,13 @@ from starlette.responses import Response, StreamingResponse
 from a2agent.api.errors import ANTHROPIC, ApiError, error_response
 from a2agent.auth.accounts import KeyPrincipal
 from a2agent.billing.ledger import Outcome, PendingRequest
+from a2agent.billing.reservation import (
+    InsufficientBalance,
+    Reservation,
+    cap_field,
+    insufficient,
+    plan_reservation,
+)
 from a2agent.providers.adapters import Adapter, MalformedUpstream
 from a2agent.providers.sse import SSEDecoder, SSEEvent
 from a2agent.providers.upstream import Timeouts, UpstreamError, UpstreamPool, UpstreamResponse
@@ -51,6 +58,10 @@ class RequestContext:
     ttfb_ms: int | None = None
     route: Route | None = None  # the channel tried last (a failed request is recorded against it)
     endpoint: str = "chat"  # chat | messages | embeddings
+    # set by Relay.prepare, before admission: the routes from the first that can carry the
+    # request, its adapter (body translated and encoded), and the balance hold it needs
+    plan: tuple[list[Route], Adapter] | None = None
+    reservation: Reservation | None = None
 
     @property
     def stream(self) -> bool:
@@ -94,22 +105,43 @@ class Relay:
         self.keepalive_seconds = KEEPALIVE_SECONDS
 
     # ---- entry point ----------------------------------------------------------------------
+    def prepare(self, ctx: RequestContext) -> None:
+        """Everything that can fail because of the caller's body — translation, re-encoding —
+        runs here, before admission and before any channel slot is taken (400, never a
+        channel failure), and sets the balance hold the request needs."""
+        routes = self.selector.order(ctx.entry)
+        if not routes:
+            raise self._no_channel_error(ctx)
+        routes, adapter = self._first_adapter(ctx, routes)
+        ctx.plan = (routes, adapter)
+        upstream_body = getattr(adapter, "translated", None)
+        ctx.reservation = plan_reservation(
+            ctx.entry.prices, ctx.input_estimate,
+            upstream_body if isinstance(upstream_body, dict) else ctx.body,
+            default_cap=self.settings.default_max_output_tokens,
+            output=ctx.endpoint != "embeddings")
+
     async def run(self, ctx: RequestContext, release: Callable[[], None]) -> Response:
         """``release`` frees the admission slot; it is called after settlement."""
         pending = PendingRequest(
             ctx.request_id, ctx.principal.account_id, ctx.principal.key_id, ctx.entry.model_id, ctx.entry.prices
         )
         try:
-            routes = self.selector.order(ctx.entry)
-            if not routes:
-                raise self._no_channel_error(ctx)
-            # adapters validate/translate the body first: a 400 must not cost a pending record
-            routes, adapter = self._first_adapter(ctx, routes)
+            if ctx.plan is None:
+                self.prepare(ctx)
+            assert ctx.plan is not None and ctx.reservation is not None
+            routes, adapter = ctx.plan
             route = routes[0]
             await self.services.ledger.open_request(
                 pending, protocol=ctx.protocol, stream=ctx.stream, client_ip=ctx.client_ip,
                 input_estimate=ctx.input_estimate, instance_id=self.services.instance_id,
+                reserved=ctx.reservation.amount,
             )
+        except InsufficientBalance as exc:
+            release()
+            assert ctx.reservation is not None
+            raise insufficient(ctx.entry.prices, ctx.reservation, exc.available,
+                               cap_field(ctx.body)) from None
         except BaseException:
             release()
             raise
@@ -156,12 +188,27 @@ class Relay:
         refused: ApiError | None = None
         for i, candidate in enumerate(routes):
             try:
-                return routes[i:], self.adapter_for(ctx, candidate)
+                return routes[i:], self._adapter(ctx, candidate)
             except ApiError as err:
                 refused = refused or err
                 _unsupported(ctx, candidate)
         assert refused is not None
         raise refused
+
+    def _adapter(self, ctx: RequestContext, route: Route) -> Adapter:
+        """The adapter for this route with the upstream body already encoded. A body the
+        translation cannot handle is the caller's: 400, whatever the exception."""
+        try:
+            adapter = self.adapter_for(ctx, route)
+            adapter.payload = adapter.request_body(ctx.raw)
+        except ApiError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - caller input of a shape the adapters do not expect
+            log.warning("request body could not be prepared for a %s channel: %s", route.channel.protocol,
+                        _describe(exc))
+            raise ApiError(400, "The request could not be prepared for this model's upstream: a field has "
+                                "an unexpected type or shape.", code="invalid_request") from None
+        return adapter
 
     # ---- connecting, with failover before the first byte ------------------------------------
     async def _connect(self, ctx: RequestContext, routes: list[Route], adapter: Adapter,
@@ -174,7 +221,7 @@ class Relay:
                 break
             if n:
                 try:
-                    route, adapter = candidate, self.adapter_for(ctx, candidate)
+                    route, adapter = candidate, self._adapter(ctx, candidate)
                 except ApiError:
                     # this channel cannot carry the request: not an attempt, and not the
                     # caller's error to report (the previous channel's failure is)
@@ -202,7 +249,7 @@ class Relay:
                 left = max(deadline - time.monotonic(), 0.001)
                 timeouts = dataclasses.replace(own, total=min(own.total, left))
             try:
-                resp = await self.pool.post(ch, adapter.path, adapter.request_body(ctx.raw),
+                resp = await self.pool.post(ch, adapter.path, adapter.payload,
                                             caller_headers=ctx.caller_headers, timeouts=timeouts)
             except UpstreamError as exc:
                 self.health.release(ch, ok=False, latency=time.perf_counter() - t0)
@@ -213,8 +260,9 @@ class Relay:
                 continue
             except BaseException:
                 # anything unexpected (or a cancellation) must not keep the channel's slot: a
-                # leaked slot lowers its concurrency for good, a leaked probe takes it out for good
-                self.health.release(ch, ok=False, latency=time.perf_counter() - t0)
+                # leaked slot lowers its concurrency for good, a leaked probe takes it out for good.
+                # It is not the channel's failure either: only upstream outcomes feed the breaker
+                self.health.release(ch, ok=False, latency=time.perf_counter() - t0, counted=False)
                 raise
             latency = time.perf_counter() - t0
             if resp.status < 400:
@@ -225,7 +273,7 @@ class Relay:
             try:
                 err = await self._upstream_status_error(ctx, resp)
             except BaseException:
-                self.health.release(ch, ok=False, latency=latency)
+                self.health.release(ch, ok=False, latency=latency, counted=False)
                 raise
             retryable = resp.status in RETRYABLE_STATUS
             # a 429 means the channel is alive but busy: Retry-After keeps it out, the breaker does not count it
@@ -289,7 +337,7 @@ class Relay:
             return error_response(ctx.protocol, err, ctx.request_id)
         except BaseException:
             resp.close()
-            self._release_channel(resp, ok=False)
+            self._release_channel(resp, ok=False, counted=False)  # ours (or a cancellation)
             self._settle(ctx, pending, Outcome(status="error", error_type="gateway_error", channel=ch.name,
                                                upstream_protocol=ch.protocol), release)
             raise
@@ -382,7 +430,16 @@ class Relay:
 
     # ---- usage and settlement ---------------------------------------------------------------
     def _usage(self, ctx: RequestContext, adapter: Adapter, route: Route, *, completed: bool) -> tuple[Usage, str]:
-        """The upstream's own usage when it reported one; else count what we relayed."""
+        """The upstream's own usage when it reported one; else count what we relayed. Never
+        raises: a failure of our counting must not keep a request from being settled."""
+        try:
+            return self._measured(ctx, adapter, route, completed=completed)
+        except Exception as exc:  # noqa: BLE001 - settle on the estimate instead
+            log.warning("usage of %s could not be counted: %s", ctx.request_id, _describe(exc))
+            return Usage(ctx.input_estimate, -(-adapter.output_chars // 4)), "estimate"
+
+    def _measured(self, ctx: RequestContext, adapter: Adapter, route: Route, *,
+                  completed: bool) -> tuple[Usage, str]:
         reported = adapter.usage
         if reported is not None and completed and (reported.output_tokens or reported.input_tokens):
             return reported, "upstream"
@@ -413,12 +470,12 @@ class Relay:
             attempts=ctx.attempts,
         )
 
-    def _release_channel(self, resp: UpstreamResponse, *, ok: bool) -> None:
+    def _release_channel(self, resp: UpstreamResponse, *, ok: bool, counted: bool = True) -> None:
         slot = getattr(resp, "health_slot", None)
         if slot is not None:
             resp.health_slot = None  # type: ignore[attr-defined]
             ch, t0 = slot
-            self.health.release(ch, ok=ok, latency=time.perf_counter() - t0)
+            self.health.release(ch, ok=ok, latency=time.perf_counter() - t0, counted=counted)
 
     def _settle(self, ctx: RequestContext, pending: PendingRequest, outcome: Outcome,
                 release: Callable[[], None]) -> None:

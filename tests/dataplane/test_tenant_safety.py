@@ -12,6 +12,7 @@ import pytest
 
 from a2agent.translate.walk import MAX_JSON_DEPTH
 from tests.dataplane.conftest import MSGS, Tenant, assert_error
+from tests.support import Script
 
 ROUTES = [  # (caller protocol, path, model): passthrough and both translation lanes
     ("openai", "/v1/chat/completions", "gpt-test"),
@@ -141,3 +142,41 @@ def test_ill_typed_message_content_is_400(denv, tenant):
                  {"model": "gpt-test", "max_tokens": 8, "messages": [{"role": "user", "content": content}]})
         assert_error(r, 400, "anthropic", err_type="invalid_request_error")
     assert denv.upstream.requests == []
+
+
+COUNT = "/v1/messages/count_tokens"
+
+
+def test_count_tokens_is_admitted_like_a_request(denv):
+    t = Tenant(denv)
+    try:
+        denv.call(denv.services.accounts.set_limits(t.id, rpm=3))
+        body = {"model": "claude-test", "messages": MSGS}
+        for _ in range(3):
+            r = httpx.post(denv.url + COUNT, json=body, headers={"x-api-key": t.key}, timeout=30)
+            assert r.status_code == 200, r.text
+        r = httpx.post(denv.url + COUNT, json=body, headers={"x-api-key": t.key}, timeout=30)
+        assert_error(r, 429, "anthropic", err_type="rate_limit_error")
+        assert "retry-after" in r.headers
+        assert len(denv.upstream.requests) == 3  # the refused one cost the operator nothing
+        # and the rate limit is shared with generation requests
+        r = post(denv, t, "/v1/messages", body_for("anthropic", "claude-test"))
+        assert_error(r, 429, "anthropic", err_type="rate_limit_error")
+        assert t.records() == []  # never charged, never recorded
+        assert held(denv, t) == {"concurrency": 0, "oai": 0, "ant": 0, "reserved": 0}
+    finally:
+        t.close()
+
+
+@pytest.mark.parametrize("status,ours,code", [(401, 502, "api_error"), (403, 502, "api_error"),
+                                              (500, 502, "api_error"), (529, 502, "api_error"),
+                                              (429, 429, "rate_limit_error"),
+                                              (400, 400, "invalid_request_error")])
+def test_count_tokens_upstream_failures_come_back_in_our_envelope(denv, tenant, status, ours, code):
+    secret = "sk-ant-upstream-SECRET-key-fragment at internal-host.example"
+    denv.upstream.enqueue(Script(endpoint="count_tokens", status=status, error_message=secret))
+    r = httpx.post(denv.url + COUNT, json={"model": "claude-test", "messages": MSGS},
+                   headers={"x-api-key": tenant.key}, timeout=30)
+    err = assert_error(r, ours, "anthropic", err_type=code)
+    if status != 400:  # only the caller's own mistake is worth quoting back
+        assert "SECRET" not in err["message"] and "internal-host" not in err["message"]

@@ -66,7 +66,10 @@ def check_shape(body: dict[str, Any]) -> None:
             raise _bad(name, what)
         if name in _OBJECT_LISTS and isinstance(value, list) and not all(isinstance(v, dict) for v in value):
             raise _bad(name, "an array of objects" if name == "tools" else what)
-    for i, msg in enumerate(body.get("messages") or ()):
+    messages = body.get("messages")
+    for i, msg in enumerate(messages if isinstance(messages, list) else ()):
+        if not isinstance(msg, dict) or not isinstance(msg.get("role"), str):
+            raise ApiError(400, f"messages.{i}: each message needs a 'role'", param=f"messages[{i}]")
         content = msg.get("content")
         if content is not None and not isinstance(content, (str, list)):
             raise _bad(f"messages.{i}.content", "a string or an array of content blocks")

@@ -36,6 +36,8 @@ class Settings:
     log_level: str = "info"
     # API edge
     max_body_bytes: int = 32 * 1024 * 1024
+    trusted_proxies: str = ""  # comma-separated proxy addresses whose X-Forwarded-For is believed
+    metrics_token: str | None = None  # bearer token for /metrics (unset: loopback peers only)
     # accounts and billing
     signup_enabled: bool = True
     account_max_concurrency: int = 64  # 0 = unlimited
@@ -180,7 +182,7 @@ def _ensure_secret(data_dir: Path) -> str:
         value = path.read_text().strip()
         if len(value) >= 32:
             return value
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(data_dir)
     value = secrets.token_urlsafe(48)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -236,8 +238,15 @@ def load_settings(
         raise ConfigError("A2AGENT_SECRET_KEY: must be at least 16 characters")
     _check(settings)
     if materialize:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(data_dir)
     return settings
+
+
+def make_private_dir(path: Path) -> None:
+    """The data directory (database, secret key, logs): created 0700, readable by its owner only."""
+    if not path.exists():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path, 0o700)
 
 
 __all__ = ["ConfigError", "Settings", "load_settings", "normalize_database_url"]

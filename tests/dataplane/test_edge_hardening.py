@@ -53,3 +53,24 @@ def test_forwarded_for_believed_from_a_trusted_proxy_and_no_hsts_on_http(tmp_pat
             t.close()
             # no token set: metrics for loopback peers only (here: the test itself)
             assert httpx.get(env.url + "/metrics").status_code == 200
+
+
+LEAKY = ("Incorrect API key provided: sk-proj-ABCDEFGH12345678abcd for model {model} at "
+         "https://internal-llm.corp.example.com/v1 (10.1.2.3:8443); request id a1b2c3d4e5f6a7b8c9d0e1f2a3b4")
+
+
+def test_upstream_error_text_is_sanitised_and_names_our_model(denv, tenant):
+    from tests.support import Script
+
+    for path, model, upstream_model, protocol in (
+            ("/v1/chat/completions", "gpt-test", "gpt-4o-mini", "openai"),
+            ("/v1/messages", "claude-test", "claude-sonnet-4-5", "anthropic")):
+        denv.upstream.enqueue(Script(status=400, error_message=LEAKY.format(model=upstream_model)))
+        body = {"model": model, "messages": MSGS, "max_tokens": 16}
+        r = httpx.post(denv.url + path, json=body, headers={"authorization": f"Bearer {tenant.key}"})
+        assert r.status_code == 400
+        message = r.json()["error"]["message"]
+        for leak in ("sk-proj", "ABCDEFGH", "internal-llm", "corp.example", "10.1.2.3", upstream_model,
+                     "a1b2c3d4e5"):
+            assert leak not in message, (leak, message)
+        assert f"for model {model} at" in message and "Incorrect API key provided" in message

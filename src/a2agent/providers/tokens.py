@@ -112,6 +112,8 @@ def _count_error(status: int, raw: bytes, retry_after: str | None) -> ApiError:
     if status in (401, 403) or status >= 500:
         return ApiError(502, f"The upstream could not count tokens (HTTP {status}).", code="upstream_error",
                         err_type="api_error")
-    message = upstream_error_message(raw) or f"HTTP {status}"
+    from a2agent.routing.sanitize import sanitize
+
+    message = sanitize(upstream_error_message(raw) or f"HTTP {status}")
     return ApiError(status if status in (400, 404, 413, 422) else 400, f"Upstream: {message}",
                     code=f"upstream_{status}")

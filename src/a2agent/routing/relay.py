@@ -32,6 +32,7 @@ from a2agent.providers.adapters import Adapter, MalformedUpstream
 from a2agent.providers.sse import SSEDecoder, SSEEvent
 from a2agent.providers.upstream import Timeouts, UpstreamError, UpstreamPool, UpstreamResponse
 from a2agent.routing.catalog import ModelEntry, Route
+from a2agent.routing.sanitize import sanitize
 from a2agent.translate.usage import Usage
 
 log = logging.getLogger("a2agent.relay")
@@ -294,7 +295,10 @@ class Relay:
             raw = b""
         finally:
             resp.close()
-        message = upstream_error_message(raw) or f"HTTP {resp.status}"
+        route = ctx.route
+        message = sanitize(upstream_error_message(raw) or f"HTTP {resp.status}",
+                           upstream_model=route.upstream_model if route else None, model=ctx.entry.model_id,
+                           base_url=route.channel.base_url if route else None)
         headers = {}
         if resp.status == 429:
             if ra := resp.headers.get("retry-after"):

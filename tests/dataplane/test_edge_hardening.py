@@ -74,3 +74,18 @@ def test_upstream_error_text_is_sanitised_and_names_our_model(denv, tenant):
                      "a1b2c3d4e5"):
             assert leak not in message, (leak, message)
         assert f"for model {model} at" in message and "Incorrect API key provided" in message
+
+
+def test_ratelimit_headers_on_successful_responses_when_limits_apply(denv, tenant):
+    r = httpx.post(denv.url + "/v1/chat/completions", json={"model": "gpt-test", "messages": MSGS},
+                   headers={"authorization": f"Bearer {tenant.key}"})
+    assert r.status_code == 200 and not any(h.startswith("x-ratelimit") for h in r.headers)
+    denv.call(denv.services.accounts.set_limits(tenant.id, rpm=5, tpm=100_000))
+    for stream, remaining in ((False, "4"), (True, "3")):
+        r = httpx.post(denv.url + "/v1/chat/completions", headers={"authorization": f"Bearer {tenant.key}"},
+                       json={"model": "gpt-test", "messages": MSGS, "stream": stream})
+        assert r.status_code == 200
+        assert r.headers["x-ratelimit-limit-requests"] == "5"
+        assert r.headers["x-ratelimit-remaining-requests"] == remaining
+        assert r.headers["x-ratelimit-reset-requests"].endswith("s")
+        assert r.headers["x-ratelimit-limit-tokens"] == "100000"

@@ -182,6 +182,11 @@ async def _relay(request: Request, protocol: str, endpoint: str = "chat") -> Res
         assert ctx.reservation is not None
         gw.admission.check_balance(principal, entry.prices, ctx.reservation, cap_field(body))
         release = await gw.admission.admit(principal)
+        try:
+            ctx.headers = await gw.admission.limit_headers(principal)
+        except BaseException:
+            release()
+            raise
         return await gw.relay.run(ctx, release)
     except ApiError as err:
         return error_response(protocol, err, rid)

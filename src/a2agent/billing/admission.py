@@ -219,6 +219,22 @@ class Admission:
                         err.headers.update(await self._trio("requests", rpm, scope, ident))
                     raise err
 
+    async def limit_headers(self, p: KeyPrincipal) -> dict[str, str]:
+        """x-ratelimit-* for a successful response, when limits apply: the tighter scope of each."""
+        out: dict[str, str] = {}
+        rpm = p.rpm_limit if p.rpm_limit is not None else self.settings.default_rpm
+        tpm = p.tpm_limit if p.tpm_limit is not None else self.settings.default_tpm
+        for kind, limit in (("requests", rpm), ("tokens", tpm)):
+            if not limit:
+                continue
+            try:
+                trios = [await self._trio(kind, limit, scope, ident)
+                         for scope, ident in (("account", p.account_id), ("key", p.key_id))]
+            except Exception:  # noqa: BLE001 - headers are advice; never fail a request for them
+                continue
+            out.update(min(trios, key=lambda t: int(t[f"x-ratelimit-remaining-{kind}"])))
+        return out
+
     async def record_tokens(self, p: KeyPrincipal, tokens: int) -> None:
         tpm = p.tpm_limit if p.tpm_limit is not None else self.settings.default_tpm
         if not tpm or tokens <= 0:

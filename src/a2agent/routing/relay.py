@@ -63,6 +63,7 @@ class RequestContext:
     # request, its adapter (body translated and encoded), and the balance hold it needs
     plan: tuple[list[Route], Adapter] | None = None
     reservation: Reservation | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # added to a successful answer
 
     @property
     def stream(self) -> bool:
@@ -162,7 +163,8 @@ class Relay:
             return StreamingResponse(
                 self._stream(ctx, pending, adapter, route, resp, release),
                 media_type="text/event-stream",
-                headers={"cache-control": "no-cache", "x-request-id": ctx.request_id, **adapter.headers()},
+                headers={"cache-control": "no-cache", "x-request-id": ctx.request_id, **adapter.headers(),
+                         **ctx.headers},
             )
         return await self._complete(ctx, pending, adapter, route, resp, release)
 
@@ -350,7 +352,7 @@ class Relay:
         usage, source = self._usage(ctx, adapter, route, completed=True)
         self._settle(ctx, pending, self._outcome(ctx, route, "ok", 200, usage, source), release)
         return Response(body, media_type="application/json",
-                        headers={"x-request-id": ctx.request_id, **adapter.headers()})
+                        headers={"x-request-id": ctx.request_id, **adapter.headers(), **ctx.headers})
 
     # ---- stream -----------------------------------------------------------------------------
     async def _stream(self, ctx: RequestContext, pending: PendingRequest, adapter: Adapter, route: Route,

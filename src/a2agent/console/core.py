@@ -62,6 +62,7 @@ class Console:
 
     def redirect(self, request: Request, url: str, message: str | None = None,
                  kind: str = "ok") -> Response:
+        url = same_site_path(url)  # never a header injection, never another site
         if request.headers.get("hx-request"):
             response: Response = Response(status_code=204, headers={"hx-redirect": url})
         else:
@@ -168,3 +169,18 @@ def parse_id(raw: str | None) -> int | None:
 
 def path_int(request: Request, name: str) -> int | None:
     return parse_id(str(request.path_params.get(name, "")))
+
+
+_URL_SAFE = "/?&=#%:@!$'()*+,;~-._"
+
+
+def same_site_path(value: str | None) -> str:
+    """A redirect target on this site, percent-encoded: '/' for anything else ('//host',
+    '/\\host', schemes, control characters or whitespace that browsers strip into '//')."""
+    if not value or not value.startswith("/") or "\\" in value:
+        return "/"
+    if any(ord(ch) < 33 or ord(ch) == 127 for ch in value):
+        return "/"
+    if value.startswith("//"):
+        return "/"
+    return quote(value, safe=_URL_SAFE)

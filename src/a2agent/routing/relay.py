@@ -409,7 +409,15 @@ class Relay:
                 resp.close() if not ok else resp.release()
                 self._release_channel(resp, ok=ok or status == "upstream_error" and error_type not in (
                     "reset", "malformed_stream"))
-                usage, source = self._usage(ctx, adapter, route, completed=True) if ok else (None, "none")
+                usage: Usage | None = None
+                source = "none"
+                if ok:
+                    usage, source = self._usage(ctx, adapter, route, completed=True)
+                elif adapter.output_chars > 0:
+                    # output reached the client before the upstream failed: it is charged,
+                    # counted from what was relayed (and the input the upstream read)
+                    usage, source = self._usage(ctx, adapter, route, completed=False)
+                    source = "relayed_" + source
                 self._settle(ctx, pending, self._outcome(ctx, route, status, 200, usage, source, error_type),
                              release)
 
@@ -459,14 +467,15 @@ class Relay:
 
     def _outcome(self, ctx: RequestContext, route: Route, status: str, http_status: int, usage: Usage | None,
                  source: str, error_type: str | None = None) -> Outcome:
-        u = usage if status in ("ok", "client_disconnect") and usage is not None else Usage(0, 0)
+        charged = usage is not None and (status in ("ok", "client_disconnect") or source.startswith("relayed"))
+        u = usage if charged and usage is not None else Usage(0, 0)
         return Outcome(
             status=status,
             input_tokens=u.input_tokens,
             output_tokens=u.output_tokens,
             cache_read_tokens=u.cache_read_tokens,
             cache_write_tokens=u.cache_write_tokens,
-            usage_source=source if status in ("ok", "client_disconnect") else "none",
+            usage_source=source if charged else "none",
             http_status=http_status,
             error_type=error_type,
             channel=route.channel.name,

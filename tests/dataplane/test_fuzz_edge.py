@@ -147,6 +147,7 @@ def _one(env: Any, client: httpx.Client, key: str, path: str, raw: bytes) -> int
     return r.status_code
 
 
+@pytest.mark.timeout(max(300, EXAMPLES // 10))  # the long profile takes ~20 ms a request
 @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=EXAMPLES <= 1000,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large, HealthCheck.large_base_example])

@@ -63,6 +63,8 @@ class Gateway:
         self._heartbeat: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        if await self.services.catalog.seal_credentials():  # rows stored before sealing existed
+            log.info("channel credentials sealed at rest")
         snapshot = await self.services.catalog.snapshot(await self.services.catalog.current_version())
         if "local" in snapshot.channels:
             from a2agent.providers.local_model import register_local_counter

@@ -89,3 +89,42 @@ def test_ratelimit_headers_on_successful_responses_when_limits_apply(denv, tenan
         assert r.headers["x-ratelimit-remaining-requests"] == remaining
         assert r.headers["x-ratelimit-reset-requests"].endswith("s")
         assert r.headers["x-ratelimit-limit-tokens"] == "100000"
+
+
+def test_channel_credentials_are_sealed_at_rest(tmp_path):
+    import sqlite3
+
+    from a2agent.auth.sealing import PREFIX
+
+    with ScriptedUpstream() as up:
+        for env in _env(tmp_path, up, None):
+            db = tmp_path / "data" / "a2agent.db"
+
+            def stored() -> dict[str, str]:
+                con = sqlite3.connect(db)
+                try:
+                    return dict(con.execute("select name, api_key from channels"))
+                finally:
+                    con.close()
+
+            rows = stored()
+            assert rows["oai"].startswith(PREFIX) and "upstream-oai" not in rows["oai"]
+            # a row written before sealing existed (plain text) still works, and is sealed at start
+            con = sqlite3.connect(db)
+            con.execute("update channels set api_key = 'legacy-plain-key' where name = 'ant'")
+            con.commit()
+            con.close()
+            env.call(env.services.catalog.update_channel("ant", priority=0))  # a new catalog version
+            t = Tenant(env)
+            r = httpx.post(env.url + "/v1/messages", headers={"x-api-key": t.key},
+                           json={"model": "claude-test", "max_tokens": 8, "messages": MSGS})
+            assert r.status_code == 200
+            assert env.upstream.requests[-1].headers["x-api-key"] == "legacy-plain-key"
+            assert env.call(env.services.catalog.seal_credentials()) == 1
+            assert stored()["ant"].startswith(PREFIX)
+            assert env.call(env.services.catalog.get_channel("ant")).api_key == "legacy-plain-key"
+            r = httpx.post(env.url + "/v1/chat/completions", headers={"authorization": f"Bearer {t.key}"},
+                           json={"model": "gpt-test", "messages": MSGS})
+            assert r.status_code == 200
+            assert env.upstream.requests[-1].headers["authorization"] == "Bearer upstream-oai"
+            t.close()

@@ -45,6 +45,7 @@ def run_async(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
         async def main() -> Any:
             services = Services(settings)
             try:
+                await services.catalog.seal_credentials()  # rows stored before sealing existed
                 return await fn(services, *args, **kwargs)
             finally:
                 await services.close()

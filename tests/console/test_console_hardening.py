@@ -3,6 +3,7 @@ delay, so nobody can lock a known user out from elsewhere; redirect targets vali
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -59,3 +60,40 @@ def test_login_next_and_hx_redirect_are_validated(env, client_for) -> None:
     r = c2.post("/login", {"email": "nx@example.com", "password": "password123", "next": "/keys\r\nx: y"},
                 headers={"hx-request": "true"})
     assert r.status_code == 204 and r.headers["hx-redirect"] == "/"
+
+
+def _sign_in(page, email: str) -> None:
+    page.goto("/login")
+    page.fill("#email", email)
+    page.fill("#password", "password123")
+    page.click("button:has-text('Sign in')")
+    page.wait_for_url(re.compile(r".*/$"))
+
+
+def _stores(page) -> dict:
+    return page.evaluate("Object.fromEntries(Object.keys(localStorage).filter(k => k.startsWith('a2agent.keys'))"
+                         ".map(k => [k, localStorage.getItem(k)]))")
+
+
+def test_remembered_keys_are_per_account_and_cleared_at_sign_out(env, new_context) -> None:
+    env.account("ann@example.com")
+    env.account("ben@example.com")
+    page = new_context().new_page()
+    _sign_in(page, "ann@example.com")
+    page.goto("/keys")
+    page.click("button:has-text('Create Key')")
+    page.fill("#label", "laptop")
+    page.click("#create-key-dialog button[type=submit]")
+    page.wait_for_selector("#new-key-dialog[open]")
+    key = page.inner_text("#new-key-value").strip()
+    page.click("text=I have saved my key")
+    stores = _stores(page)
+    assert len(stores) == 1 and key in next(iter(stores.values()))
+    assert next(iter(stores)) != "a2agent.keys"  # scoped to the account, not shared by the browser
+    # another account in the same browser session does not see it
+    scope_ann = page.evaluate("document.body.dataset.keyScope")
+    page.click("button:has-text('Sign out')")
+    page.wait_for_url("**/login")
+    assert _stores(page) == {}  # cleared at sign-out
+    _sign_in(page, "ben@example.com")
+    assert page.evaluate("document.body.dataset.keyScope") not in ("", scope_ann)

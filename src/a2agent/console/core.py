@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 from typing import Any, Awaitable, Callable
+import hashlib
+import hmac
 from urllib.parse import quote
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -34,6 +36,15 @@ class Console:
             return self.settings.public_url.rstrip("/")
         return str(request.base_url).rstrip("/")
 
+    def key_scope(self, viewer: Viewer | None) -> str:
+        """An opaque per-account name for the browser's store of remembered keys (so one
+        account never sees another's keys in a shared browser)."""
+        if viewer is None:
+            return ""
+        mac = hmac.new(self.settings.secret_key.encode(), f"key-scope:{viewer.account_id}".encode(),
+                       hashlib.sha256)
+        return mac.hexdigest()[:20]
+
     def page(self, request: Request, template: str, viewer: Viewer | None = None, *,
              status: int = 200, **context: Any) -> Response:
         anon_new = None
@@ -51,6 +62,7 @@ class Console:
             "path": request.url.path,
             "base_url": self.base_url(request),
             "flash": flash,
+            "key_scope": self.key_scope(viewer),
             **context,
         }
         response = HTMLResponse(render_text(template, ctx), status_code=status)

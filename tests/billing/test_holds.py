@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from sqlalchemy import update
@@ -15,11 +16,22 @@ from a2agent.billing.ledger import Outcome, PendingRequest
 from a2agent.billing.money import Prices
 from a2agent.billing.reservation import InsufficientBalance
 from a2agent.billing.verify import verify
+from a2agent.config import load_settings
 from a2agent.services import Services
+from a2agent.store.db import upgrade
 from a2agent.store.models import RequestRecord, utcnow
-from tests.billing.test_ledger import _priced, services  # noqa: F401 - the fixture
+from tests.billing.test_ledger import _priced
 
 PRICES = Prices(1_000_000, 2_000_000, 0, 0)
+
+
+@pytest.fixture
+async def services(tmp_path: Path, db_url: str):
+    settings = load_settings(environ={"A2AGENT_DATA_DIR": str(tmp_path), "A2AGENT_DATABASE_URL": db_url})
+    await upgrade(settings.database_url)
+    svc = Services(settings)
+    yield svc
+    await svc.close()
 
 
 async def _open(services: Services, acc_id: int, key_id: int, rid: str, hold: int) -> PendingRequest:

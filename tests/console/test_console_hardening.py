@@ -7,11 +7,10 @@ import re
 import time
 from pathlib import Path
 
+from a2agent.console.core import same_site_path
 from tests.conftest import _env
 from tests.console.conftest import ConsoleClient
 from tests.support.upstream import ScriptedUpstream
-
-from a2agent.console.core import same_site_path
 
 
 def _login(c: ConsoleClient, email: str, password: str, ip: str) -> int:

@@ -100,7 +100,7 @@ def test_channel_credentials_are_sealed_at_rest(tmp_path):
         for env in _env(tmp_path, up, None):
             db = tmp_path / "data" / "a2agent.db"
 
-            def stored() -> dict[str, str]:
+            def stored(db: Path = db) -> dict[str, str]:
                 con = sqlite3.connect(db)
                 try:
                     return dict(con.execute("select name, api_key from channels"))

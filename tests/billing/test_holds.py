@@ -91,3 +91,24 @@ async def test_a_zero_hold_needs_no_balance(services: Services, hold: int) -> No
     p = await _open(services, acc.id, key.id, "req_zero", hold)
     assert await services.ledger.settle(p, Outcome(status="ok")) == 0
     assert await verify(services.db) == []
+
+
+async def test_holds_from_two_instances_share_one_balance(services: Services, tmp_path: Path,
+                                                          db_url: str) -> None:
+    """Two processes' writers (two Services on one database) race for the same balance."""
+    other = Services(load_settings(environ={"A2AGENT_DATA_DIR": str(tmp_path),
+                                            "A2AGENT_DATABASE_URL": db_url}))
+    try:
+        acc = await services.accounts.create("two@example.com", None)
+        await services.ledger.adjust(acc.id, 10_000)
+        key, _ = await services.accounts.create_key(acc.id)
+        await _priced(services, PRICES)
+        tries = [_open(svc, acc.id, key.id, f"req_two{i}", 700)
+                 for i in range(60) for svc in ((services, other)[i % 2],)]
+        results = await asyncio.gather(*tries, return_exceptions=True)
+        assert sum(isinstance(r, PendingRequest) for r in results) == 14
+        assert all(isinstance(r, (PendingRequest, InsufficientBalance)) for r in results), results
+        assert (await services.accounts.get(acc.id)).reserved_micro == 14 * 700
+        assert await verify(services.db) == []
+    finally:
+        await other.close()

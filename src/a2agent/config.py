@@ -44,6 +44,7 @@ class Settings:
     default_rpm: int = 0  # requests per minute per key and per account; 0 = unlimited
     default_tpm: int = 0  # tokens per minute per key and per account; 0 = unlimited
     default_max_output_tokens: int = 4096  # output cap reserved when a request sets none
+    stream_checkpoint_seconds: float = 10.0  # how often a stream notes its relayed output
     disconnect_drain_seconds: float = 10.0
     shutdown_grace_seconds: float = 30.0
     # upstream defaults (channels may override)
@@ -159,6 +160,7 @@ def _check(settings: Settings) -> None:
         "upstream_first_byte_timeout",
         "upstream_idle_timeout",
         "upstream_total_timeout",
+        "stream_checkpoint_seconds",
     ):
         if getattr(settings, name) <= 0:
             raise bad(name, f"must be a positive number of seconds, got {getattr(settings, name)}")

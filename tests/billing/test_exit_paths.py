@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from a2agent.billing.money import cost_micro
+from a2agent.billing.money import Prices, cost_micro
 from a2agent.billing.verify import verify
 from tests.conftest import Env, run_cli
 from tests.support.gateway import GatewayProcess
@@ -200,8 +200,13 @@ def _start_streams(gw: GatewayProcess, key: str, n: int) -> threading.Thread:
 def test_sigkill_mid_stream_then_restart_settles_pending(tmp_path: Path, upstream) -> None:
     env, key = _prepare_cli_env(tmp_path, upstream)
     upstream.set_default(Script(text=" ".join(["word"] * 400), chunk_delay=0.05))
-    gw = GatewayProcess(tmp_path / "data").start()
+    gw = GatewayProcess(tmp_path / "data", env={"A2AGENT_STREAM_CHECKPOINT_SECONDS": "0.2"}).start()
     t = _start_streams(gw, key, 12)
+    # each stream notes what it relayed on its pending record as it goes
+    deadline = time.monotonic() + 30
+    while not all(r["output_tokens"] > 0 for r in _records(tmp_path / "data")):
+        assert time.monotonic() < deadline, "no stream checkpoint was written"
+        time.sleep(0.05)
     gw.kill()
     t.join(30)
     pending = [r for r in _records(tmp_path / "data") if r["settled_at"] is None]
@@ -212,6 +217,10 @@ def test_sigkill_mid_stream_then_restart_settles_pending(tmp_path: Path, upstrea
     recovered = [r for r in rows if r["recovered"]]
     assert len(recovered) == 12
     assert all(r["status"] == "recovered" and r["cost_micro"] > 0 for r in recovered)
+    # the output relayed before the crash is charged, from the last checkpoint
+    assert all(r["output_tokens"] > 0 and r["usage_source"] == "recovered_relayed" for r in recovered)
+    assert all(r["cost_micro"] == cost_micro(Prices(1_000_000, 2_000_000, 0, 0), r["input_tokens"],
+                                             r["output_tokens"]) for r in recovered)
     result = run_cli("db", "verify", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     shown = json.loads(run_cli("user", "show", "k@example.com", "--json", env=env).stdout)

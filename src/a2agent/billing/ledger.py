@@ -180,6 +180,10 @@ class Ledger:
         except HoldRefused as exc:
             raise InsufficientBalance(exc.available) from None
 
+    async def note_progress(self, request_id: str, output_tokens: int) -> None:
+        """A stream's relayed output so far, on its pending record (charged if it is recovered)."""
+        await self.hot.progress(request_id, output_tokens)
+
     async def settle(self, pending: PendingRequest, outcome: Outcome) -> int | None:
         """Settle one request, exactly once: complete its record, charge the balance, append
         the ledger entry and update the daily roll-up in one transaction. Idempotent per
@@ -231,6 +235,7 @@ class Ledger:
             RequestRecord.model,
             RequestRecord.input_estimate,
             RequestRecord.price_id,
+            RequestRecord.output_tokens,  # a stream's relayed output at its last checkpoint
         ).where(RequestRecord.settled_at.is_(None))
         conds = []
         if dead_instance_ids:
@@ -255,7 +260,7 @@ class Ledger:
                 ).all()
             }
         count = 0
-        for rid, account_id, key_id, model, estimate, price_id in rows:
+        for rid, account_id, key_id, model, estimate, price_id, relayed in rows:
             p = price_rows.get(price_id)
             prices = (
                 Prices(p.input_micro, p.output_micro, p.cache_read_micro, p.cache_write_micro, p.id)
@@ -266,7 +271,8 @@ class Ledger:
             outcome = Outcome(
                 status="recovered",
                 input_tokens=int(estimate or 0),
-                usage_source="recovered_estimate",
+                output_tokens=int(relayed or 0),
+                usage_source="recovered_relayed" if relayed else "recovered_estimate",
                 error_type="gateway_restart",
                 recovered=True,
             )

@@ -360,6 +360,7 @@ class Relay:
         decoder = SSEDecoder()
         status, error_type = "ok", None
         handed_off = False
+        checkpoint = time.monotonic() + self.settings.stream_checkpoint_seconds
         try:
             try:
                 async for chunk in resp.chunks(heartbeat=self.keepalive_seconds):
@@ -371,6 +372,9 @@ class Relay:
                         yield out
                     if bad is not None:
                         raise bad
+                    if time.monotonic() >= checkpoint:
+                        checkpoint = time.monotonic() + self.settings.stream_checkpoint_seconds
+                        self._checkpoint(ctx, adapter)
                 out, bad = _convert(adapter, decoder.flush(), tail=True)
                 if out:
                     yield out
@@ -441,6 +445,19 @@ class Relay:
         source += "_after_disconnect"
         self._settle(ctx, pending, self._outcome(ctx, route, "client_disconnect", 499, usage, source,
                                                  "client_disconnect"), release)
+
+    def _checkpoint(self, ctx: RequestContext, adapter: Adapter) -> None:
+        """Note on the pending record the output relayed so far (≈4 characters a token), so a
+        crash mid-stream still charges what reached the client (recovery reads it)."""
+        if adapter.output_chars:
+            self.tasks.spawn(self._note_progress(ctx.request_id, -(-adapter.output_chars // 4)),
+                             name=f"progress-{ctx.request_id}")
+
+    async def _note_progress(self, request_id: str, output_tokens: int) -> None:
+        try:
+            await self.services.ledger.note_progress(request_id, output_tokens)
+        except Exception:  # noqa: BLE001 - a missed checkpoint only weakens crash recovery
+            log.warning("could not note the progress of %s", request_id)
 
     # ---- usage and settlement ---------------------------------------------------------------
     def _usage(self, ctx: RequestContext, adapter: Adapter, route: Route, *, completed: bool) -> tuple[Usage, str]:

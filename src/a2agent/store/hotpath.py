@@ -37,6 +37,8 @@ PENDING_SQL = (
     ":protocol, :stream, 'pending', :client_ip, :input_estimate, :price_id, :created_at, :instance_id, "
     "0, 0, 0, 0, 0, :false, :reserved)"
 )
+# the output relayed so far by a stream still in flight (what crash recovery charges)
+PROGRESS_SQL = "UPDATE request_records SET output_tokens = :output_tokens WHERE id = :id AND settled_at IS NULL"
 # a hold on the balance for one request (billing/reservation.py): taken only when what is left
 # after the other holds covers it, in the same transaction as the pending record
 RESERVE_SQL = (
@@ -136,6 +138,7 @@ class _Statements:
         self.settle = _Statement(SETTLE_RECORD_SQL, style)
         self.charge = _Statement(CHARGE_SQL, style)
         self.reserve = _Statement(RESERVE_SQL, style)
+        self.progress = _Statement(PROGRESS_SQL, style)
         self.available = _Statement(AVAILABLE_SQL, style)
         self.ledger = _Statement(LEDGER_SQL, style)
         self.rollup = _Statement(ROLLUP_SQL, style)
@@ -218,6 +221,9 @@ class SQLiteHotPath:
     async def settle(self, s: Settlement) -> bool:
         return bool(await self._writer.submit(("settle", s)))
 
+    async def progress(self, request_id: str, output_tokens: int) -> None:
+        await self._writer.submit(("progress", {"id": request_id, "output_tokens": output_tokens}))
+
     async def _run_batch(self, ops: list[Any]) -> list[Any]:
         return await asyncio.get_running_loop().run_in_executor(self._write_thread, self._apply, ops)
 
@@ -259,6 +265,9 @@ class SQLiteHotPath:
                 raise HoldRefused(int(row[0]) if row else 0)
             conn.execute(self.q.pending.sql, self.q.pending.args(op))
             return True
+        if kind == "progress":
+            conn.execute(self.q.progress.sql, self.q.progress.args(op))
+            return True
         return self._apply_settle(conn, op)
 
     def _apply_settle(self, conn: sqlite3.Connection, s: Settlement) -> bool:
@@ -288,6 +297,8 @@ def _lock_order(item: tuple[str, Any]) -> tuple[int, int, str]:
     """Every writer (each instance's batches) takes row locks in this one order — account, then
     its key, then the roll-up row — so concurrent batches cannot deadlock on PostgreSQL."""
     kind, op = item
+    if kind == "progress":
+        return (-1, 0, "")  # only its own pending record
     if kind == "pending":
         return (op["account_id"], -1, "")  # its hold locks the account row
     return (op.account_id, op.key_id, op.model)
@@ -329,6 +340,9 @@ class PostgresHotPath:
     async def settle(self, s: Settlement) -> bool:
         return bool(await self._writer.submit(("settle", s)))
 
+    async def progress(self, request_id: str, output_tokens: int) -> None:
+        await self._writer.submit(("progress", {"id": request_id, "output_tokens": output_tokens}))
+
     async def _run_batch(self, ops: list[Any]) -> list[Any]:
         pool = await self._get_pool()
         results: list[Any] = [None] * len(ops)
@@ -339,6 +353,9 @@ class PostgresHotPath:
                     async with con.transaction():  # a savepoint
                         if kind == "pending":
                             await self._apply_pending(con, op)
+                            results[i] = True
+                        elif kind == "progress":
+                            await con.execute(self.q.progress.sql, *self.q.progress.args(op))
                             results[i] = True
                         else:
                             results[i] = await self._apply_settle(con, op)

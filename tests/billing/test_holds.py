@@ -112,3 +112,18 @@ async def test_holds_from_two_instances_share_one_balance(services: Services, tm
         assert await verify(services.db) == []
     finally:
         await other.close()
+
+
+async def test_recovery_charges_the_output_noted_by_a_stream(services: Services) -> None:
+    acc = await services.accounts.create("cp@example.com", None)
+    await services.ledger.adjust(acc.id, 10_000)
+    key, _ = await services.accounts.create_key(acc.id)
+    p = await _open(services, acc.id, key.id, "req_cp", 1_000)
+    await services.ledger.note_progress("req_cp", 40)
+    await services.ledger.note_progress("req_cp", 90)  # the latest checkpoint wins
+    assert await services.ledger.recover_pending(["test:1:1"]) == 1
+    await services.ledger.note_progress("req_cp", 500)  # too late: settled records do not move
+    acc_after = await services.accounts.get(acc.id)
+    assert acc_after.balance_micro == 10_000 - (10 * 1 + 90 * 2) and acc_after.reserved_micro == 0
+    assert p.request_id == "req_cp"
+    assert await verify(services.db) == []

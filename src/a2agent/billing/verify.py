@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from a2agent.billing.money import Prices, cost_micro, micro_to_usd
 from a2agent.store.db import Database
@@ -87,7 +89,7 @@ async def verify(db: Database, pending_grace: dt.timedelta = PENDING_GRACE) -> l
     return problems
 
 
-async def _holds(conn, accounts, grace: dt.timedelta) -> list[str]:  # type: ignore[no-untyped-def]
+async def _holds(conn: AsyncConnection, accounts: dict[int, Row[Any]], grace: dt.timedelta) -> list[str]:
     """Each account's hold equals the holds of its unsettled requests; nothing stays pending
     past the grace period."""
     problems: list[str] = []
@@ -107,5 +109,5 @@ async def _holds(conn, accounts, grace: dt.timedelta) -> list[str]:  # type: ign
     return problems
 
 
-def _naive(value):  # type: ignore[no-untyped-def]
+def _naive(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=None) if getattr(value, "tzinfo", None) else value

@@ -62,9 +62,9 @@ LEAKY = ("Incorrect API key provided: sk-proj-ABCDEFGH12345678abcd for model {mo
 def test_upstream_error_text_is_sanitised_and_names_our_model(denv, tenant):
     from tests.support import Script
 
-    for path, model, upstream_model, protocol in (
-            ("/v1/chat/completions", "gpt-test", "gpt-4o-mini", "openai"),
-            ("/v1/messages", "claude-test", "claude-sonnet-4-5", "anthropic")):
+    for path, model, upstream_model in (
+            ("/v1/chat/completions", "gpt-test", "gpt-4o-mini"),
+            ("/v1/messages", "claude-test", "claude-sonnet-4-5")):
         denv.upstream.enqueue(Script(status=400, error_message=LEAKY.format(model=upstream_model)))
         body = {"model": model, "messages": MSGS, "max_tokens": 16}
         r = httpx.post(denv.url + path, json=body, headers={"authorization": f"Bearer {tenant.key}"})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from collections.abc import Mapping
 
 from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -89,7 +89,7 @@ async def verify(db: Database, pending_grace: dt.timedelta = PENDING_GRACE) -> l
     return problems
 
 
-async def _holds(conn: AsyncConnection, accounts: dict[int, Row[Any]], grace: dt.timedelta) -> list[str]:
+async def _holds(conn: AsyncConnection, accounts: Mapping[int, Row[int, str, int, int]], grace: dt.timedelta) -> list[str]:
     """Each account's hold equals the holds of its unsettled requests; nothing stays pending
     past the grace period."""
     problems: list[str] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import datetime as dt
 import json
 import logging
@@ -66,6 +67,8 @@ class Gateway:
         self._heartbeat: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        if await self.services.catalog.seal_credentials():  # rows stored before sealing existed
+            log.info("channel credentials sealed at rest")
         snapshot = await self.services.catalog.snapshot(await self.services.catalog.current_version())
         if "local" in snapshot.channels:
             from a2agent.providers.local_model import register_local_counter
@@ -199,9 +202,44 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
+    """Behind ``A2AGENT_METRICS_TOKEN`` (bearer) when set; else only for loopback peers (the
+    sample nginx config does not pass /metrics on)."""
     gw: Gateway = request.app.state.gateway
+    token = gw.settings.metrics_token
+    if token:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            return Response(b"metrics require the bearer token (A2AGENT_METRICS_TOKEN)\n", status_code=401,
+                            media_type="text/plain", headers={"www-authenticate": "Bearer"})
+    elif (request.client.host if request.client else "") not in ("127.0.0.1", "::1"):
+        return Response(b"metrics are served to loopback only; set A2AGENT_METRICS_TOKEN\n", status_code=403,
+                        media_type="text/plain")
     await gw.metrics.count_pending(gw.services.db)
     return gw.metrics.render(gw)
+
+
+class SecurityHeadersMiddleware:
+    """HSTS on every response when the public URL is https."""
+
+    def __init__(self, app: ASGIApp, hsts: bool) -> None:
+        self.app = app
+        self.hsts = hsts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.hsts:
+            await self.app(scope, receive, send)
+            return
+
+        async def with_hsts(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"strict-transport-security", HSTS)]
+            await send(message)
+
+        await self.app(scope, receive, with_hsts)
+
+
+HSTS = b"max-age=31536000; includeSubDomains"
 
 
 class ApiErrorMiddleware:
@@ -288,7 +326,8 @@ def create_app(settings: Settings, gateway: Gateway | None = None, *, console: b
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(ApiErrorMiddleware)],
+        middleware=[Middleware(SecurityHeadersMiddleware, hsts=settings.base_url.startswith("https://")),
+                    Middleware(ApiErrorMiddleware)],
         exception_handlers={404: not_found, 405: not_found},
     )
     app.state.gateway = gw

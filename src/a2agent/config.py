@@ -36,11 +36,15 @@ class Settings:
     log_level: str = "info"
     # API edge
     max_body_bytes: int = 32 * 1024 * 1024
+    trusted_proxies: str = ""  # comma-separated proxy addresses whose X-Forwarded-For is believed
+    metrics_token: str | None = None  # bearer token for /metrics (unset: loopback peers only)
     # accounts and billing
     signup_enabled: bool = True
     account_max_concurrency: int = 64  # 0 = unlimited
     default_rpm: int = 0  # requests per minute per key and per account; 0 = unlimited
     default_tpm: int = 0  # tokens per minute per key and per account; 0 = unlimited
+    default_max_output_tokens: int = 4096  # output cap reserved when a request sets none
+    stream_checkpoint_seconds: float = 10.0  # how often a stream notes its relayed output
     disconnect_drain_seconds: float = 10.0
     shutdown_grace_seconds: float = 30.0
     # upstream defaults (channels may override)
@@ -156,12 +160,15 @@ def _check(settings: Settings) -> None:
                  "db_statement_timeout"):
         if getattr(settings, name) < 0:
             raise bad(name, f"must not be negative, got {getattr(settings, name)}")
+    if settings.default_max_output_tokens < 1:
+        raise bad("default_max_output_tokens", f"must be at least 1, got {settings.default_max_output_tokens}")
     for name in (
         "upstream_connect_timeout",
         "upstream_first_byte_timeout",
         "upstream_idle_timeout",
         "upstream_total_timeout",
         "db_acquire_timeout",
+        "stream_checkpoint_seconds",
     ):
         if getattr(settings, name) <= 0:
             raise bad(name, f"must be a positive number of seconds, got {getattr(settings, name)}")
@@ -187,7 +194,7 @@ def _ensure_secret(data_dir: Path) -> str:
         value = path.read_text().strip()
         if len(value) >= 32:
             return value
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(data_dir)
     value = secrets.token_urlsafe(48)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -243,8 +250,15 @@ def load_settings(
         raise ConfigError("A2AGENT_SECRET_KEY: must be at least 16 characters")
     _check(settings)
     if materialize:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(data_dir)
     return settings
+
+
+def make_private_dir(path: Path) -> None:
+    """The data directory (database, secret key, logs): created 0700, readable by its owner only."""
+    if not path.exists():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path, 0o700)
 
 
 __all__ = ["ConfigError", "Settings", "load_settings", "normalize_database_url"]

@@ -7,6 +7,7 @@ import socket
 
 from a2agent.auth.accounts import Accounts
 from a2agent.auth.keys import KeyHasher
+from a2agent.auth.sealing import CredentialBox
 from a2agent.billing.ledger import Ledger
 from a2agent.config import Settings
 from a2agent.routing.catalog import Catalog
@@ -33,7 +34,7 @@ class Services:
                                 acquire_timeout=settings.db_acquire_timeout,
                                 statement_timeout=settings.db_statement_timeout, deps=self.deps)
         self.accounts = Accounts(self.db, self.hasher, self.hot)
-        self.catalog = Catalog(self.db)
+        self.catalog = Catalog(self.db, CredentialBox(settings.secret_key))
         self.ledger = Ledger(self.db, self.hasher, self.hot)
         self.instance_id = f"{socket.gethostname()}:{settings.port}:{os.getpid()}"
         self.redis = None

@@ -14,8 +14,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from a2agent.api.errors import ANTHROPIC, OPENAI, ApiError, error_response, unavailable_error
+from a2agent.api.shapes import check_shape
 from a2agent.auth.accounts import KeyPrincipal
+from a2agent.billing.reservation import cap_field
 from a2agent.routing.relay import RequestContext
+from a2agent.translate.walk import MAX_JSON_DEPTH, TooDeep, estimate_tokens, json_depth
 
 MODELS_HINT = "List the models you can use with GET /v1/models."
 
@@ -65,12 +68,20 @@ async def read_body(request: Request, limit: int) -> bytes:
 def parse_json(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         raise ApiError(400, "Request body is empty: send a JSON object.", code="invalid_json")
+    too_deep = ApiError(400, f"Request body is nested too deeply: the limit is {MAX_JSON_DEPTH} levels of "
+                             "objects and arrays.", code="invalid_json")
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):  # the parser's own (higher) limit
+            raise too_deep from None
         raise ApiError(400, f"Request body is not valid JSON: {exc}.", code="invalid_json") from None
     if not isinstance(body, dict):
         raise ApiError(400, "Request body must be a JSON object.", code="invalid_json")
+    try:
+        json_depth(body, MAX_JSON_DEPTH)
+    except TooDeep:
+        raise too_deep from None
     return body
 
 
@@ -97,6 +108,7 @@ def validate(body: dict[str, Any], protocol: str) -> None:
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise ApiError(400, "stream: must be a boolean", param="stream")
+    check_shape(body)
 
 
 def validate_embeddings(body: dict[str, Any], protocol: str) -> None:
@@ -118,30 +130,8 @@ def validate_embeddings(body: dict[str, Any], protocol: str) -> None:
 
 def estimate_input_tokens(body: dict[str, Any]) -> int:
     """Cheap estimate (≈4 characters a token; 1,000 a picture) used before usage is known."""
-    chars = 0
-    images = 0
-
-    def walk(value: Any) -> None:
-        nonlocal chars, images
-        if isinstance(value, str):
-            chars += len(value)
-        elif isinstance(value, list):
-            for v in value:
-                walk(v)
-        elif isinstance(value, dict):
-            kind = value.get("type")
-            if kind in ("image", "image_url", "input_image", "document"):
-                images += 1
-                return
-            for k, v in value.items():
-                if k not in ("cache_control", "type", "id", "tool_use_id", "signature"):
-                    walk(v)
-
-    walk(body.get("system"))
-    walk(body.get("messages"))
-    walk(body.get("tools"))
-    walk(body.get("input"))  # embeddings
-    return max((chars + 3) // 4 + images * 1000, 1)
+    return estimate_tokens(body.get("system"), body.get("messages"), body.get("tools"),
+                           body.get("input"))  # input: embeddings
 
 
 def _caller_headers(request: Request) -> dict[str, str]:
@@ -174,7 +164,6 @@ async def _relay(request: Request, protocol: str, endpoint: str = "chat") -> Res
         body = parse_json(raw)
         (validate_embeddings if endpoint == "embeddings" else validate)(body, protocol)
         entry = await _admitted_model(gw, principal, body)
-        release = await gw.admission.admit(principal)
         ctx = RequestContext(
             request_id=rid,
             protocol=protocol,
@@ -187,6 +176,17 @@ async def _relay(request: Request, protocol: str, endpoint: str = "chat") -> Res
             input_estimate=estimate_input_tokens(body),
             endpoint=endpoint,
         )
+        # the caller's body is translated and encoded before admission: a body we cannot
+        # handle is a 400 that takes no slot and never counts against a channel
+        gw.relay.prepare(ctx)
+        assert ctx.reservation is not None
+        gw.admission.check_balance(principal, entry.prices, ctx.reservation, cap_field(body))
+        release = await gw.admission.admit(principal)
+        try:
+            ctx.headers = await gw.admission.limit_headers(principal)
+        except BaseException:
+            release()
+            raise
         return await gw.relay.run(ctx, release)
     except ApiError as err:
         return error_response(protocol, err, rid)
@@ -217,9 +217,16 @@ async def count_tokens(request: Request) -> Response:
         body = parse_json(raw)
         _require(body, "model", str, "a string")
         _require(body, "messages", list, "an array of messages")
-        # admitted like a request: it may call the upstream with the channel's credential
+        check_shape(body)
+        # admitted like a request (it may call the upstream with the channel's credential):
+        # suspension, funds, concurrency and requests per minute; never charged
         entry = await _admitted_model(gw, principal, body)
-        count = await gw.token_counts.count(entry, body, _caller_headers(request))
+        gw.admission.check_funded(principal, entry.prices)
+        release = await gw.admission.admit(principal)
+        try:
+            count = await gw.token_counts.count(entry, body, _caller_headers(request))
+        finally:
+            release()
         return Response(orjson.dumps({"input_tokens": count}), media_type="application/json")
     except ApiError as err:
         return error_response(ANTHROPIC, err)

@@ -1,9 +1,9 @@
 """Admission: may this key's account start one more request now?
 
-Order: suspended → 403; balance ≤ 0 → 403; concurrent requests over the cap → 429; requests
-or tokens per minute over the limit (per key and per account) → 429. The concurrency cap
-bounds overspend: the balance can go below zero only by what the admitted in-flight
-requests cost.
+Order: suspended → 403; the request's maximum cost over the balance → 403 (a quick check on
+the balance read with the key; the binding check is the atomic hold taken with the pending
+record, see billing/reservation.py); concurrent requests over the cap → 429; requests or
+tokens per minute over the limit (per key and per account) → 429.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from limits.storage import storage_from_string
 
 from a2agent.api.errors import ApiError
 from a2agent.auth.accounts import KeyPrincipal
+from a2agent.billing.money import Prices
 from a2agent.billing.redis_guard import RedisGuard
+from a2agent.billing.reservation import Reservation, insufficient
 from a2agent.config import Settings
 from a2agent.store.faults import DependencyHealth, DependencyUnavailable
 
@@ -131,7 +133,16 @@ class Admission:
         if p.suspended:
             raise ApiError(403, "This account is suspended. Contact the administrator of this gateway.",
                            code="account_suspended", err_type="permission_error")
-        if p.balance_micro <= 0:
+
+    def check_balance(self, p: KeyPrincipal, prices: Prices, res: Reservation, cap_name: str) -> None:
+        """The balance read with the key covers the request's hold (a model priced at zero
+        needs none). Holds of other requests are counted by the atomic check at the hold."""
+        if res.amount > 0 and res.amount > p.balance_micro:
+            raise insufficient(prices, res, p.balance_micro, cap_name)
+
+    def check_funded(self, p: KeyPrincipal, prices: Prices) -> None:
+        """For uncharged calls on a priced model (count_tokens): the balance is positive."""
+        if (prices.input or prices.output) and p.balance_micro <= 0:
             raise ApiError(403, "Insufficient balance: top up your account (Billing page, or redeem a "
                                 "code) and retry.", code="insufficient_balance", err_type="permission_error")
 
@@ -210,6 +221,22 @@ class Admission:
                     if rpm:
                         err.headers.update(await self._trio("requests", rpm, scope, ident))
                     raise err
+
+    async def limit_headers(self, p: KeyPrincipal) -> dict[str, str]:
+        """x-ratelimit-* for a successful response, when limits apply: the tighter scope of each."""
+        out: dict[str, str] = {}
+        rpm = p.rpm_limit if p.rpm_limit is not None else self.settings.default_rpm
+        tpm = p.tpm_limit if p.tpm_limit is not None else self.settings.default_tpm
+        for kind, limit in (("requests", rpm), ("tokens", tpm)):
+            if not limit:
+                continue
+            try:
+                trios = [await self._trio(kind, limit, scope, ident)
+                         for scope, ident in (("account", p.account_id), ("key", p.key_id))]
+            except Exception:  # noqa: BLE001 - headers are advice; never fail a request for them
+                continue
+            out.update(min(trios, key=lambda t: int(t[f"x-ratelimit-remaining-{kind}"])))
+        return out
 
     async def record_tokens(self, p: KeyPrincipal, tokens: int) -> None:
         tpm = p.tpm_limit if p.tpm_limit is not None else self.settings.default_tpm

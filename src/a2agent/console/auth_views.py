@@ -15,17 +15,16 @@ from starlette.routing import Route
 from a2agent.auth.accounts import Conflict, NotFound, normalize_email
 from a2agent.auth.passwords import check_password_strength, verify_password
 from a2agent.console import queries
-from a2agent.console.core import Console, form_text
+from a2agent.console.core import Console, form_text, same_site_path
 from a2agent.console.session import Viewer, client_ip, wait_message
 
 BAD_LOGIN = "Email or password is incorrect."
 
 
 def safe_next(value: str | None) -> str:
-    """Only same-site paths: '/x' but not '//host' or '/\\host'."""
-    if not value or not value.startswith("/") or value.startswith(("//", "/\\")):
-        return "/"
-    return value
+    """Only same-site paths: '/x' but not '//host', '/\\host' or anything a browser would
+    turn into one (control characters and whitespace are stripped by browsers)."""
+    return same_site_path(value)
 
 
 async def login_page(c: Console, request: Request, viewer: Viewer | None) -> Response:
@@ -48,7 +47,10 @@ async def login(c: Console, request: Request, viewer: Viewer | None) -> Response
                       signup_enabled=signup)
 
     ip = client_ip(request)
-    wait = max(await c.throttle.blocked("login-ip", ip), await c.throttle.blocked("login-email", email))
+    # failures count per (email, client address): guessing from one place cannot lock the
+    # account's owner out from another; each address is also limited across all emails
+    pair = f"{email}|{ip}"
+    wait = max(await c.throttle.blocked("login-ip", ip), await c.throttle.blocked("login-email", pair))
     if wait:
         return again(wait_message(wait), 429)
     try:
@@ -59,11 +61,13 @@ async def login(c: Console, request: Request, viewer: Viewer | None) -> Response
     ok = await asyncio.to_thread(verify_password, stored, password)
     if account is None or not ok:
         await c.throttle.hit("login-ip", ip)
-        await c.throttle.hit("login-email", email)
+        await c.throttle.hit("login-email", pair)
+        # a progressive delay on repeated failures slows guessing before the limit is reached
+        await asyncio.sleep(await c.throttle.failure_delay("login-email", pair))
         return again(BAD_LOGIN, 400)
     if account.suspended:
         return again("This account is suspended. Contact the administrator of this gateway.", 403)
-    await c.throttle.clear("login-email", email)
+    await c.throttle.clear("login-email", pair)
     response = c.redirect(request, nxt)
     await c.sessions.start(request, response, account.id)
     return response

@@ -33,6 +33,7 @@ class Adapter:
         self.text_parts: list[str] = []  # generated text, kept in memory only, for token counting
         self.completed = False  # the upstream's terminal event was seen
         self.upstream_error: tuple[str, str] | None = None  # (type, message) of an error event
+        self.payload = b""  # the upstream request body, encoded before any channel slot is taken
 
     @property
     def stream(self) -> bool:

@@ -9,32 +9,15 @@ import orjson
 
 from a2agent.api.errors import ApiError
 from a2agent.providers.upstream import UpstreamError
-
+from a2agent.translate.walk import prompt_strings
 
 Counter = Callable[[str], int]
 
 
 def prompt_text(body: dict[str, Any]) -> str:
     """The text a model reads from a request body of either protocol (for counting only)."""
-    parts: list[str] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, str):
-            parts.append(value)
-        elif isinstance(value, list):
-            for v in value:
-                walk(v)
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                if k in ("text", "content", "system", "arguments", "name", "description", "input",
-                         "parameters", "input_schema", "thinking"):
-                    walk(v if not isinstance(v, dict) else orjson.dumps(v).decode())
-                elif k in ("function", "tool_calls"):
-                    walk(v)
-
-    walk(body.get("system"))
-    walk(body.get("messages"))
-    walk(body.get("tools"))
+    parts = prompt_strings(body.get("system"), body.get("messages"), body.get("tools"),
+                           dumps=lambda v: orjson.dumps(v).decode())
     return "\n".join(parts)
 
 
@@ -107,13 +90,30 @@ class TokenCounts:
             raw = await resp.read()
             resp.release()
         except UpstreamError as exc:
-            raise ApiError(502, f"Upstream {exc.message}.") from None
+            raise ApiError(504 if exc.is_timeout else 502, "The upstream could not count tokens: "
+                           f"{exc.message}.", code="upstream_timeout" if exc.is_timeout
+                           else "upstream_unavailable") from None
         if resp.status >= 400:
-            from a2agent.routing.relay import upstream_error_message
-
-            raise ApiError(resp.status if resp.status < 500 else 502,
-                           upstream_error_message(raw) or f"Upstream HTTP {resp.status}")
+            raise _count_error(resp.status, raw, resp.headers.get("retry-after"))
         try:
             return int(orjson.loads(raw)["input_tokens"])
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             raise ApiError(502, "Upstream returned an unreadable token count.") from None
+
+
+def _count_error(status: int, raw: bytes, retry_after: str | None) -> ApiError:
+    """An upstream's refusal of a count, as our own error: the channel's credential or an
+    upstream fault is ours (502), a rate limit is a 429, the caller's mistake keeps its 4xx."""
+    from a2agent.routing.relay import upstream_error_message
+
+    if status == 429:
+        return ApiError(429, "The upstream is rate limited; retry shortly.", code="upstream_rate_limited",
+                        headers={"retry-after": retry_after} if retry_after else {})
+    if status in (401, 403) or status >= 500:
+        return ApiError(502, f"The upstream could not count tokens (HTTP {status}).", code="upstream_error",
+                        err_type="api_error")
+    from a2agent.routing.sanitize import sanitize
+
+    message = sanitize(upstream_error_message(raw) or f"HTTP {status}")
+    return ApiError(status if status in (400, 404, 413, 422) else 400, f"Upstream: {message}",
+                    code=f"upstream_{status}")

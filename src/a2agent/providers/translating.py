@@ -47,7 +47,8 @@ class AnthropicViaOpenAI(Adapter):
                                                        reasoning=reasoning)
         except TranslationError as exc:
             raise ApiError(400, str(exc), param=exc.param, code="unsupported_parameter") from None
-        self.tool_names = build_tool_name_map(body.get("tools") or [])
+        tools = body.get("tools")
+        self.tool_names = build_tool_name_map(tools if isinstance(tools, list) else [])
         stops = body.get("stop_sequences")
         self.stops = stops if isinstance(stops, list) else None
         self.sm = ChatStreamToMessages(model=self.model, input_tokens_estimate=self.input_estimate,

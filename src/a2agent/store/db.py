@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from pathlib import Path
 from typing import Any, AsyncIterator, cast
 
@@ -89,7 +90,7 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
             self._path = url.split(":///", 1)[1]
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite_file(Path(self._path))
             self.write_engine = _sqlite_engine(url, writer=True, pool_size=1,
                                                pool_timeout=acquire_timeout)
             self.read_engine = _sqlite_engine(url, writer=False, pool_size=4,
@@ -156,8 +157,17 @@ def upgrade_sync(url: str, revision: str = "head") -> None:
     from alembic import command
 
     if url.startswith("sqlite"):
-        Path(url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+        _private_sqlite_file(Path(url.split(":///", 1)[1]))
     command.upgrade(_alembic_config(url), revision)
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """A new SQLite database file is created 0600 (its directory 0700), before SQLite opens it:
+    balances, key digests and channel credentials are in it."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
 async def upgrade(url: str, revision: str = "head") -> None:

@@ -36,19 +36,33 @@ LOOKUP_SQL = (
 PENDING_SQL = (
     "INSERT INTO request_records (id, account_id, key_id, model, protocol, stream, status, client_ip, "
     "input_estimate, price_id, created_at, instance_id, input_tokens, output_tokens, cache_read_tokens, "
-    "cache_write_tokens, cost_micro, recovered) VALUES (:id, :account_id, :key_id, :model, :protocol, "
-    ":stream, 'pending', :client_ip, :input_estimate, :price_id, :created_at, :instance_id, 0, 0, 0, 0, 0, "
-    ":false)"
+    "cache_write_tokens, cost_micro, recovered, reserved_micro) VALUES (:id, :account_id, :key_id, :model, "
+    ":protocol, :stream, 'pending', :client_ip, :input_estimate, :price_id, :created_at, :instance_id, "
+    "0, 0, 0, 0, 0, :false, :reserved)"
 )
+# the output relayed so far by a stream still in flight (what crash recovery charges)
+PROGRESS_SQL = "UPDATE request_records SET output_tokens = :output_tokens WHERE id = :id AND settled_at IS NULL"
+# a hold on the balance for one request (billing/reservation.py): taken only when what is left
+# after the other holds covers it, in the same transaction as the pending record
+RESERVE_SQL = (
+    "UPDATE accounts SET reserved_micro = reserved_micro + :reserved "
+    "WHERE id = :account_id AND balance_micro - reserved_micro >= :reserved RETURNING id"
+)
+AVAILABLE_SQL = "SELECT balance_micro - reserved_micro FROM accounts WHERE id = :account_id"
 SETTLE_RECORD_SQL = (
     "UPDATE request_records SET status = :status, http_status = :http_status, error_type = :error_type, "
     "channel = :channel, upstream_protocol = :upstream_protocol, input_tokens = :input_tokens, "
     "output_tokens = :output_tokens, cache_read_tokens = :cache_read_tokens, "
     "cache_write_tokens = :cache_write_tokens, cost_micro = :cost_micro, price_id = :price_id, "
     "usage_source = :usage_source, attempts = :attempts, latency_ms = :latency_ms, ttfb_ms = :ttfb_ms, "
-    "settled_at = :settled_at, recovered = :recovered WHERE id = :id AND settled_at IS NULL"
+    "settled_at = :settled_at, recovered = :recovered WHERE id = :id AND settled_at IS NULL "
+    "RETURNING reserved_micro"
 )
-CHARGE_SQL = "UPDATE accounts SET balance_micro = balance_micro - :cost WHERE id = :account_id RETURNING balance_micro"
+# the charge and the release of the request's hold, in one statement
+CHARGE_SQL = (
+    "UPDATE accounts SET balance_micro = balance_micro - :cost, reserved_micro = reserved_micro - :reserved "
+    "WHERE id = :account_id RETURNING balance_micro"
+)
 LEDGER_SQL = (
     "INSERT INTO ledger_entries (account_id, kind, amount_micro, balance_after, request_id, note, created_at) "
     "VALUES (:account_id, 'charge', :amount, :balance_after, :request_id, NULL, :created_at)"
@@ -68,6 +82,14 @@ ROLLUP_SQL = (
 TOUCH_KEY_SQL = "UPDATE api_keys SET last_used_at = :now WHERE id = :key_id"
 
 MAX_BATCH = 256
+
+
+class HoldRefused(Exception):
+    """The account's balance less its other holds cannot cover this request's hold."""
+
+    def __init__(self, available: int) -> None:
+        super().__init__(f"available {available}")
+        self.available = available
 
 
 @dataclass(frozen=True)
@@ -118,6 +140,9 @@ class _Statements:
         self.pending = _Statement(PENDING_SQL, style)
         self.settle = _Statement(SETTLE_RECORD_SQL, style)
         self.charge = _Statement(CHARGE_SQL, style)
+        self.reserve = _Statement(RESERVE_SQL, style)
+        self.progress = _Statement(PROGRESS_SQL, style)
+        self.available = _Statement(AVAILABLE_SQL, style)
         self.ledger = _Statement(LEDGER_SQL, style)
         self.rollup = _Statement(ROLLUP_SQL, style)
         self.touch = _Statement(TOUCH_KEY_SQL, style)
@@ -228,6 +253,9 @@ class SQLiteHotPath:
     async def settle(self, s: Settlement) -> bool:
         return bool(await _guarded(self.deps, self._writer.submit(("settle", s))))
 
+    async def progress(self, request_id: str, output_tokens: int) -> None:
+        await self._writer.submit(("progress", {"id": request_id, "output_tokens": output_tokens}))
+
     async def _run_batch(self, ops: list[Any]) -> list[Any]:
         return await asyncio.get_running_loop().run_in_executor(self._write_thread, self._apply, ops)
 
@@ -271,17 +299,26 @@ class SQLiteHotPath:
 
     def _apply_one(self, conn: sqlite3.Connection, kind: str, op: Any) -> Any:
         if kind == "pending":
+            if op["reserved"] and conn.execute(self.q.reserve.sql, self.q.reserve.args(op)).fetchone() is None:
+                row = conn.execute(self.q.available.sql, self.q.available.args(op)).fetchone()
+                raise HoldRefused(int(row[0]) if row else 0)
             conn.execute(self.q.pending.sql, self.q.pending.args(op))
+            return True
+        if kind == "progress":
+            conn.execute(self.q.progress.sql, self.q.progress.args(op))
             return True
         return self._apply_settle(conn, op)
 
     def _apply_settle(self, conn: sqlite3.Connection, s: Settlement) -> bool:
         now = _sqlite_time(s.now)
         values = dict(s.values, id=s.request_id, settled_at=now, recovered=int(s.values["recovered"]))
-        if conn.execute(self.q.settle.sql, self.q.settle.args(values)).rowcount == 0:
+        row = conn.execute(self.q.settle.sql, self.q.settle.args(values)).fetchone()
+        if row is None:
             return False
+        reserved = int(row[0] or 0)
+        if s.cost or reserved:
+            (after,) = conn.execute(self.q.charge.sql, (s.cost, reserved, s.account_id)).fetchone()
         if s.cost:
-            (after,) = conn.execute(self.q.charge.sql, (s.cost, s.account_id)).fetchone()
             conn.execute(self.q.ledger.sql, self.q.ledger.args(
                 {"account_id": s.account_id, "amount": -s.cost, "balance_after": after,
                  "request_id": s.request_id, "created_at": now}))
@@ -308,8 +345,10 @@ def _lock_order(item: tuple[str, Any]) -> tuple[int, int, str]:
     """Every writer (each instance's batches) takes row locks in this one order — account, then
     its key, then the roll-up row — so concurrent batches cannot deadlock on PostgreSQL."""
     kind, op = item
+    if kind == "progress":
+        return (-1, 0, "")  # only its own pending record
     if kind == "pending":
-        return (-1, 0, "")  # inserts of new rows: nothing shared to wait for
+        return (op["account_id"], -1, "")  # its hold locks the account row
     return (op.account_id, op.key_id, op.model)
 
 
@@ -384,6 +423,9 @@ class PostgresHotPath:
         except Exception as exc:  # noqa: BLE001 - classified by the caller
             raise _NotWritten(type(exc).__name__) from exc
 
+    async def progress(self, request_id: str, output_tokens: int) -> None:
+        await self._writer.submit(("progress", {"id": request_id, "output_tokens": output_tokens}))
+
     async def _run_batch(self, ops: list[Any]) -> list[Any]:
         con = await self._connection()
         try:
@@ -407,7 +449,10 @@ class PostgresHotPath:
                 try:
                     async with con.transaction():  # a savepoint
                         if kind == "pending":
-                            await con.execute(self.q.pending.sql, *self.q.pending.args(op))
+                            await self._apply_pending(con, op)
+                            results[i] = True
+                        elif kind == "progress":
+                            await con.execute(self.q.progress.sql, *self.q.progress.args(op))
                             results[i] = True
                         else:
                             results[i] = await self._apply_settle(con, op)
@@ -419,13 +464,22 @@ class PostgresHotPath:
                     results[i] = exc
         return results
 
+    async def _apply_pending(self, con: Any, op: dict[str, Any]) -> None:
+        if op["reserved"] and await con.fetchval(self.q.reserve.sql, *self.q.reserve.args(op)) is None:
+            available = await con.fetchval(self.q.available.sql, *self.q.available.args(op))
+            raise HoldRefused(int(available or 0))
+        await con.execute(self.q.pending.sql, *self.q.pending.args(op))
+
     async def _apply_settle(self, con: Any, s: Settlement) -> bool:
         values = dict(s.values, id=s.request_id, settled_at=s.now)
-        status = await con.execute(self.q.settle.sql, *self.q.settle.args(values))
-        if status.endswith(" 0"):
+        row = await con.fetchrow(self.q.settle.sql, *self.q.settle.args(values))
+        if row is None:
             return False
+        reserved = int(row[0] or 0)
+        after = None
+        if s.cost or reserved:
+            after = await con.fetchval(self.q.charge.sql, s.cost, reserved, s.account_id)
         if s.cost:
-            after = await con.fetchval(self.q.charge.sql, s.cost, s.account_id)
             await con.execute(self.q.ledger.sql, *self.q.ledger.args(
                 {"account_id": s.account_id, "amount": -s.cost, "balance_after": after,
                  "request_id": s.request_id, "created_at": s.now}))

@@ -65,6 +65,8 @@ class Account(Base):
     role: Mapped[str] = mapped_column(String(16), default="user")  # user | admin
     suspended: Mapped[bool] = mapped_column(Boolean, default=False)
     balance_micro: Mapped[int] = mapped_column(BigInteger, default=0)
+    # held for requests in flight (billing/reservation.py); released when each is settled
+    reserved_micro: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     rpm_limit: Mapped[int | None] = mapped_column(Integer)
     tpm_limit: Mapped[int | None] = mapped_column(Integer)
     max_concurrency: Mapped[int | None] = mapped_column(Integer)
@@ -193,6 +195,7 @@ class RequestRecord(Base):
     cache_write_tokens: Mapped[int] = mapped_column(Integer, default=0)
     input_estimate: Mapped[int] = mapped_column(Integer, default=0)
     cost_micro: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved_micro: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # the hold
     price_id: Mapped[int | None] = mapped_column(Integer)
     usage_source: Mapped[str | None] = mapped_column(String(48))
     attempts: Mapped[str | None] = mapped_column(Text)  # JSON list: channel, outcome, latency

@@ -121,7 +121,7 @@ def _max_tokens_and_thinking(
     if effort is None or effort == "none":
         out["max_tokens"] = explicit if explicit is not None else default
         return False
-    if effort not in THINKING_BUDGETS:
+    if not isinstance(effort, str) or effort not in THINKING_BUDGETS:
         raise TranslationError(f"reasoning_effort {effort!r} is not supported", "reasoning_effort")
     if adaptive:
         out["max_tokens"] = explicit if explicit is not None else default

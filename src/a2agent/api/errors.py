@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 OPENAI = "openai"
 ANTHROPIC = "anthropic"
+RESPONSES = "responses"  # the OpenAI Responses API (a caller protocol, and a channel protocol)
 
 # HTTP status → Anthropic error type (protocols.md §2.6)
 _ANTHROPIC_TYPES = {

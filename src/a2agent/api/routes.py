@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from a2agent.api.errors import ANTHROPIC, OPENAI, ApiError, error_response
+from a2agent.api.errors import ANTHROPIC, OPENAI, RESPONSES, ApiError, error_response
 from a2agent.auth.accounts import KeyPrincipal
 from a2agent.routing.relay import RequestContext
 
@@ -62,6 +62,24 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
+def decode_body(request: Request, raw: bytes, limit: int) -> bytes:
+    """A ``Content-Encoding: zstd`` / ``gzip`` body decoded (Codex compresses under some
+    configurations), never past ``limit`` bytes."""
+    encoding = (request.headers.get("content-encoding") or "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return raw
+    from a2agent.api.encoding import decompress
+
+    try:
+        out = decompress(encoding, raw, limit)
+    except OverflowError:
+        raise ApiError(413, f"Request body too large: the limit is {limit} bytes (decoded).",
+                       code="request_too_large") from None
+    except ValueError as exc:
+        raise ApiError(400 if "not valid" in str(exc) else 415, str(exc), code="unsupported_encoding") from None
+    return out
+
+
 def parse_json(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         raise ApiError(400, "Request body is empty: send a JSON object.", code="invalid_json")
@@ -97,6 +115,32 @@ def validate(body: dict[str, Any], protocol: str) -> None:
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise ApiError(400, "stream: must be a boolean", param="stream")
+
+
+def validate_responses(body: dict[str, Any]) -> None:
+    _require(body, "model", str, "a string")
+    value = body.get("input")
+    if value is None:
+        raise ApiError(400, "input: Field required", param="input", code="missing_required_field")
+    if not isinstance(value, (str, list)):
+        raise ApiError(400, "input: must be a string or an array of input items", param="input",
+                       code="invalid_type")
+    if body.get("previous_response_id") is not None:
+        raise ApiError(400, "previous_response_id: not supported: this gateway stores no responses. Send the "
+                            "whole conversation in 'input' (store is ignored).", param="previous_response_id",
+                       code="unsupported_parameter")
+    if body.get("background"):
+        raise ApiError(400, "background: background responses are not supported", param="background",
+                       code="unsupported_parameter")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise ApiError(400, "stream: must be a boolean", param="stream")
+    for name in ("instructions",):
+        if body.get(name) is not None and not isinstance(body[name], str):
+            raise ApiError(400, f"{name}: must be a string", param=name, code="invalid_type")
+    limit = body.get("max_output_tokens")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise ApiError(400, "max_output_tokens: must be a positive integer", param="max_output_tokens")
 
 
 def validate_embeddings(body: dict[str, Any], protocol: str) -> None:
@@ -140,7 +184,8 @@ def estimate_input_tokens(body: dict[str, Any]) -> int:
     walk(body.get("system"))
     walk(body.get("messages"))
     walk(body.get("tools"))
-    walk(body.get("input"))  # embeddings
+    walk(body.get("input"))  # embeddings, responses
+    walk(body.get("instructions"))
     return max((chars + 3) // 4 + images * 1000, 1)
 
 
@@ -171,8 +216,12 @@ async def _relay(request: Request, protocol: str, endpoint: str = "chat") -> Res
     try:
         principal = await authenticate(request)
         raw = await read_body(request, gw.settings.max_body_bytes)
+        raw = decode_body(request, raw, gw.settings.max_body_bytes)
         body = parse_json(raw)
-        (validate_embeddings if endpoint == "embeddings" else validate)(body, protocol)
+        if protocol == RESPONSES:
+            validate_responses(body)
+        else:
+            (validate_embeddings if endpoint == "embeddings" else validate)(body, protocol)
         entry = await _admitted_model(gw, principal, body)
         release = await gw.admission.admit(principal)
         ctx = RequestContext(
@@ -198,6 +247,10 @@ async def chat_completions(request: Request) -> Response:
 
 async def messages(request: Request) -> Response:
     return await _relay(request, ANTHROPIC, "messages")
+
+
+async def responses(request: Request) -> Response:
+    return await _relay(request, RESPONSES, "responses")
 
 
 async def embeddings(request: Request) -> Response:
@@ -291,6 +344,8 @@ routes = [
     Route("/v1/messages", messages, methods=["POST"]),
     Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
     Route("/v1/embeddings", embeddings, methods=["POST"]),
+    Route("/v1/responses", responses, methods=["POST"]),
+    Route("/responses", responses, methods=["POST"]),
     Route("/v1/models", list_models, methods=["GET"]),
     Route("/v1/usage", key_usage, methods=["GET"]),
     Route("/api/hello", ok_probe, methods=["GET", "HEAD"]),

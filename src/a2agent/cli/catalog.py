@@ -40,9 +40,13 @@ def _tuning_values(**kw: Any) -> dict[str, Any]:
 
 @channel.command("add")
 @click.argument("name")
-@click.option("--protocol", type=click.Choice(["openai", "anthropic"]), required=True)
+@click.option("--protocol", type=click.Choice(["openai", "anthropic", "responses"]), required=True,
+              help="The upstream's API: openai = Chat Completions (POST <base>/chat/completions); "
+                   "anthropic = Messages (POST <base>/v1/messages); responses = the OpenAI Responses API "
+                   "(POST <base>/responses), used only by POST /v1/responses callers, relayed as it "
+                   "comes (Chat and Messages callers are routed to the model's other channels).")
 @click.option("--base-url", required=True,
-              help="OpenAI channels include /v1; Anthropic channels do not.")
+              help="OpenAI and responses channels include /v1; Anthropic channels do not.")
 @click.option("--api-key", default=None, help="The upstream's credential.")
 @click.option("--priority", type=int, default=0, help="Higher is tried first.")
 @click.option("--weight", type=click.IntRange(min=1), default=1)

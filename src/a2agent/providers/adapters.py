@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from a2agent.api.errors import ANTHROPIC, OPENAI, stream_error_event
+from a2agent.api.errors import ANTHROPIC, OPENAI, RESPONSES, stream_error_event
 from a2agent.providers.sse import SSEEvent
 from a2agent.translate.usage import Usage, usage_from_anthropic, usage_from_openai
 
@@ -64,6 +64,7 @@ class Adapter:
 KEEPALIVE = {
     ANTHROPIC: b'event: ping\ndata: {"type": "ping"}\n\n',
     OPENAI: b": keep-alive\n\n",  # an SSE comment: OpenAI clients skip it
+    RESPONSES: b": keep-alive\n\n",
 }
 
 

@@ -27,7 +27,7 @@ def prompt_text(body: dict[str, Any]) -> str:
         elif isinstance(value, dict):
             for k, v in value.items():
                 if k in ("text", "content", "system", "arguments", "name", "description", "input",
-                         "parameters", "input_schema", "thinking"):
+                         "parameters", "input_schema", "thinking", "output"):
                     walk(v if not isinstance(v, dict) else orjson.dumps(v).decode())
                 elif k in ("function", "tool_calls"):
                     walk(v)
@@ -35,6 +35,8 @@ def prompt_text(body: dict[str, Any]) -> str:
     walk(body.get("system"))
     walk(body.get("messages"))
     walk(body.get("tools"))
+    walk(body.get("instructions"))  # responses
+    walk(body.get("input"))
     return "\n".join(parts)
 
 

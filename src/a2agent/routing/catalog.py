@@ -20,7 +20,7 @@ from a2agent.billing.money import Prices
 from a2agent.store.db import Database
 from a2agent.store.models import Channel, Model, ModelPrice, ModelRoute, StateVersion, utcnow
 
-PROTOCOLS = ("openai", "anthropic")
+PROTOCOLS = ("openai", "anthropic", "responses")
 
 
 @dataclass(frozen=True)

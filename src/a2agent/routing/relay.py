@@ -50,7 +50,7 @@ class RequestContext:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     ttfb_ms: int | None = None
     route: Route | None = None  # the channel tried last (a failed request is recorded against it)
-    endpoint: str = "chat"  # chat | messages | embeddings
+    endpoint: str = "chat"  # chat | messages | embeddings | responses
 
     @property
     def stream(self) -> bool:

@@ -70,8 +70,15 @@ class ChatStreamToResponses:
         self.open.remove(item)
         return self.w.close(item)
 
+    def _close_message(self) -> list[Event]:
+        item, self.message = self.message, None
+        if item is None:
+            return []
+        self.open.remove(item)
+        return self.w.close(item)
+
     def _tool_delta(self, tc: dict[str, Any]) -> list[Event]:
-        events = self._close_reasoning()
+        events = self._close_reasoning() + self._close_message()
         index = tc.get("index", len(self.calls)) if isinstance(tc.get("index", 0), int) else 0
         fn = tc.get("function") or {}
         if isinstance(tc.get("id"), str) and tc["id"]:

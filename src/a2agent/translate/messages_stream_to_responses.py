@@ -1,7 +1,9 @@
 """Anthropic Messages stream events → Responses stream events (pure state machine).
 
 ``feed(event_name, data)`` takes one parsed Messages event; ``finish()`` is called after
-``message_stop``. Each content block becomes one item, closed at its ``content_block_stop``:
+``message_stop``. Each content block becomes one item, closed at its ``content_block_stop``
+except tool calls, which close only when the whole message arrived (Codex runs a call at its
+``output_item.done``: a stream that breaks later and is retried must not run it twice):
 ``text`` → ``message``, ``thinking`` → ``reasoning`` whose ``encrypted_content`` is the block's
 signature (``signature_delta``) so it can go back upstream byte for byte, ``redacted_thinking``
 → ``reasoning`` with ``encrypted_content = "redacted:<data>"``, ``tool_use`` → the call item
@@ -45,8 +47,10 @@ class MessagesStreamToResponses:
             if item is not None:
                 events += self._delta(item, delta)
         elif name == "content_block_stop":
-            item = self.blocks.pop(int(data.get("index") or 0), None)
-            if item is not None:
+            index = int(data.get("index") or 0)
+            item = self.blocks.get(index)
+            if item is not None and item.kind != "call":  # calls close with the response (below)
+                del self.blocks[index]
                 events += self.w.close(item)
         elif name == "message_delta":
             delta = data.get("delta") or {}

@@ -22,6 +22,10 @@ import orjson
 from .responses_items import FUNCTION, ToolRef, call_item, new_id, response_object
 
 Event = dict[str, Any]
+# error codes Codex acts on (context_length_exceeded / insufficient_quota: not retried;
+# rate_limit_exceeded: "try again in …"); anything else is a server_error
+FAILURE_CODES = frozenset({"server_error", "rate_limit_exceeded", "context_length_exceeded",
+                           "insufficient_quota", "invalid_prompt"})
 
 
 def responses_sse(event: Event) -> bytes:
@@ -183,5 +187,6 @@ class ResponsesWriter:
         if self.finished:
             return []
         self.finished = True
+        code = code if code in FAILURE_CODES else "server_error"
         return self.start() + [self._ev("response.failed", response=self._response(
             "failed", error={"code": code, "message": message}))]

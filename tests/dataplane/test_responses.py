@@ -183,3 +183,47 @@ def test_refusals_in_openai_envelope(denv: Any) -> None:
                    json={"model": "gpt-test", "input": [{"type": "item_reference", "id": "x"}]})
     assert_error(r, 400, "openai")
     assert t.records() == []  # refused before admission: no record, nothing charged
+
+
+@pytest.fixture
+def native(denv: Any) -> str:
+    """A model served by a channel that speaks Responses natively (relayed as it comes)."""
+    snap = denv.call(denv.services.catalog.snapshot(denv.call(denv.services.catalog.current_version())))
+    if "resp-native" not in snap.channels:
+        denv.call(denv.services.catalog.add_channel("resp-native", protocol="responses",
+                                                    base_url=denv.upstream.openai_base, api_key="upstream-native"))
+        denv.model("native-test", "resp-native", upstream_model="gpt-5.5")
+    return "native-test"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["nonstream", "stream"])
+def test_native_responses_channel_passthrough(denv: Any, native: str, stream: bool) -> None:
+    t = Tenant(denv)
+    denv.upstream.enqueue(Script(text="native answer", reasoning="why", tool_calls=[ToolCall("f", {"a": 1})],
+                                 usage=Usage(input_tokens=70, output_tokens=9, cache_read_tokens=30)))
+    kw = {"model": native, "input": "hi", "store": False}
+    if stream:
+        with t.oa.responses.stream(**kw) as s:
+            for _ in s:
+                pass
+            resp = s.get_final_response()
+    else:
+        resp = t.oa.responses.create(**kw)
+    assert resp.output_text == "native answer"
+    assert [i.type for i in resp.output] == ["reasoning", "message", "function_call"]
+    sent = denv.upstream.requests[0]
+    assert sent.path == "/v1/responses" and sent.headers["authorization"] == "Bearer upstream-native"
+    assert orjson.loads(sent.body)["model"] == "gpt-5.5"
+    rec = t.only_record()
+    assert (rec.protocol, rec.upstream_protocol, rec.usage_source) == ("responses", "responses", "upstream")
+    assert (rec.input_tokens, rec.cache_read_tokens, rec.output_tokens) == (70, 30, 9)
+    assert rec.cost_micro == expected_cost(70, 9, cache_read=30)
+
+
+def test_chat_callers_skip_a_native_responses_channel(denv: Any, native: str) -> None:
+    t = Tenant(denv)
+    r = httpx.post(denv.url + "/v1/chat/completions", headers={"authorization": f"Bearer {t.key}"}, timeout=20,
+                   json={"model": native, "messages": [{"role": "user", "content": "hi"}]})
+    err = assert_error(r, 400, "openai", code="unsupported_protocol")
+    assert "/v1/responses" in err["message"]
+    assert denv.upstream.requests == []

@@ -78,7 +78,7 @@ def run_codex(env: Env, key: str, model: str, tmp_path: Path, prompt: str, *,
     args = [codex_bin(), "exec", "--strict-config", "--skip-git-repo-check", "--color", "never"]
     args += ["resume", "--last", prompt] if resume else [prompt]
     return subprocess.run(args, env=child_env, cwd=work, stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, timeout=180)
+                          text=True, timeout=180, check=False)
 
 
 def _messages(req: Any) -> list[dict[str, Any]]:

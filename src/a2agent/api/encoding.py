@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import zlib
 
+from starlette.requests import Request
+
+from a2agent.api.errors import ApiError
+
 
 def decompress(encoding: str, raw: bytes, limit: int) -> bytes:
     """The decoded body; ``OverflowError`` past ``limit`` bytes, ``ValueError`` for an unknown
@@ -36,3 +40,19 @@ def decompress(encoding: str, raw: bytes, limit: int) -> bytes:
             raise OverflowError
         return out
     raise ValueError(f"Content-Encoding {encoding!r} is not supported: send gzip, zstd or no encoding.")
+
+
+def decode_body(request: Request, raw: bytes, limit: int) -> bytes:
+    """A ``Content-Encoding: zstd`` / ``gzip`` body decoded (Codex compresses under some
+    configurations), never past ``limit`` bytes."""
+    encoding = (request.headers.get("content-encoding") or "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return raw
+    try:
+        out = decompress(encoding, raw, limit)
+    except OverflowError:
+        raise ApiError(413, f"Request body too large: the limit is {limit} bytes (decoded).",
+                       code="request_too_large") from None
+    except ValueError as exc:
+        raise ApiError(400 if "not valid" in str(exc) else 415, str(exc), code="unsupported_encoding") from None
+    return out

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from a2agent.api.encoding import decode_body
 from a2agent.api.errors import ANTHROPIC, OPENAI, RESPONSES, ApiError, error_response
 from a2agent.auth.accounts import KeyPrincipal
 from a2agent.routing.relay import RequestContext
@@ -41,7 +42,14 @@ def presented_key(request: Request) -> str:
 
 async def authenticate(request: Request) -> KeyPrincipal:
     gw = request.app.state.gateway
-    principal = await gw.services.accounts.authenticate(presented_key(request))
+    key = presented_key(request)
+    principal = await gw.services.accounts.authenticate(key)
+    if principal is None:
+        # the Anthropic SDK sends both headers when both of its variables are set: either may
+        # carry the valid key
+        other = (request.headers.get("x-api-key") or "").strip()
+        if other and other != key and request.headers.get("authorization") is not None:
+            principal = await gw.services.accounts.authenticate(other)
     if principal is None:
         raise ApiError(401, "Invalid API key: it is unknown or has been deleted.", code="invalid_api_key")
     return principal
@@ -60,24 +68,6 @@ async def read_body(request: Request, limit: int) -> bytes:
                            code="request_too_large")
         parts.append(chunk)
     return b"".join(parts)
-
-
-def decode_body(request: Request, raw: bytes, limit: int) -> bytes:
-    """A ``Content-Encoding: zstd`` / ``gzip`` body decoded (Codex compresses under some
-    configurations), never past ``limit`` bytes."""
-    encoding = (request.headers.get("content-encoding") or "identity").strip().lower()
-    if encoding in ("", "identity"):
-        return raw
-    from a2agent.api.encoding import decompress
-
-    try:
-        out = decompress(encoding, raw, limit)
-    except OverflowError:
-        raise ApiError(413, f"Request body too large: the limit is {limit} bytes (decoded).",
-                       code="request_too_large") from None
-    except ValueError as exc:
-        raise ApiError(400 if "not valid" in str(exc) else 415, str(exc), code="unsupported_encoding") from None
-    return out
 
 
 def parse_json(raw: bytes) -> dict[str, Any]:
@@ -306,6 +296,45 @@ async def list_models(request: Request) -> Response:
     return Response(orjson.dumps(payload), media_type="application/json")
 
 
+async def codex_models(request: Request) -> Response:
+    """Codex CLI's ``model_catalog_url`` (see :mod:`a2agent.api.codex_catalog`)."""
+    from a2agent.api.codex_catalog import codex_catalog
+
+    gw = request.app.state.gateway
+    try:
+        principal = await authenticate(request)
+        snapshot = await gw.services.catalog.snapshot(principal.catalog_version)
+    except ApiError as err:
+        return error_response(OPENAI, err)
+    return Response(orjson.dumps(codex_catalog(list(snapshot.models.values()))), media_type="application/json",
+                    headers={"cache-control": "no-store"})
+
+
+async def retrieve_model(request: Request) -> Response:
+    """``GET /v1/models/{id}`` (``models.retrieve`` in both SDKs): the OpenAI shape, or the
+    Anthropic one (and its error envelope) for a caller that sends ``anthropic-version``."""
+    gw = request.app.state.gateway
+    anthropic_client = "anthropic-version" in request.headers
+    protocol = ANTHROPIC if anthropic_client else OPENAI
+    model_id = request.path_params["model_id"]
+    try:
+        principal = await authenticate(request)
+        snapshot = await gw.services.catalog.snapshot(principal.catalog_version)
+        m = snapshot.models.get(model_id)
+        if m is None or not m.protocols:
+            raise ApiError(404, f"The model '{model_id}' does not exist or you do not have access to it. "
+                                f"{MODELS_HINT}", code="model_not_found", param="model")
+    except ApiError as err:
+        return error_response(protocol, err)
+    if anthropic_client:
+        payload: dict[str, Any] = {"type": "model", "id": m.model_id, "display_name": m.model_id,
+                                   "created_at": _iso(m.created_at)}
+    else:
+        payload = {"id": m.model_id, "object": "model", "created": m.created_at, "owned_by": "a2agent"}
+    payload["context_window"] = m.context_window
+    return Response(orjson.dumps(payload), media_type="application/json")
+
+
 def _iso(ts: int) -> str:
     import datetime as dt
 
@@ -347,6 +376,8 @@ routes = [
     Route("/v1/responses", responses, methods=["POST"]),
     Route("/responses", responses, methods=["POST"]),
     Route("/v1/models", list_models, methods=["GET"]),
+    Route("/v1/codex/models", codex_models, methods=["GET"]),
+    Route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"]),
     Route("/v1/usage", key_usage, methods=["GET"]),
     Route("/api/hello", ok_probe, methods=["GET", "HEAD"]),
     Route("/api/event_logging/batch", event_logging, methods=["POST"]),

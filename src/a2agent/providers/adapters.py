@@ -184,9 +184,13 @@ class AnthropicPassthrough(Adapter):
         self._start_usage: dict[str, Any] = {}
 
     def request_body(self, raw: bytes) -> bytes:
-        if self.body.get("model") == self.upstream_model:
+        pair = self.body.get("temperature") is not None and self.body.get("top_p") is not None
+        if self.body.get("model") == self.upstream_model and not pair:
             return raw
-        return orjson.dumps({**self.body, "model": self.upstream_model})
+        body = {**self.body, "model": self.upstream_model}
+        if pair:  # recent Anthropic models refuse temperature and top_p together: temperature wins
+            del body["top_p"]
+        return orjson.dumps(body)
 
     def on_event(self, ev: SSEEvent) -> bytes:
         name = ev.event

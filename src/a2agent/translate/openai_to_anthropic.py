@@ -15,8 +15,9 @@ Request choices (beyond those in ``_o2a_content``):
   translator's ``include_usage`` takes its place), tool ``strict``.
 * ``max_tokens``: ``max_completion_tokens``, else ``max_tokens``, else
   ``default_max_tokens`` (Anthropic requires one).
-* ``temperature`` is clamped to Anthropic's 0–1; ``temperature``/``top_p`` are
-  dropped when thinking is on (Anthropic rejects them then).
+* ``temperature`` is clamped to Anthropic's 0–1; ``top_p`` is sent only without
+  ``temperature`` (recent Anthropic models refuse the pair); both are dropped when
+  thinking is on (Anthropic rejects them then).
 * ``reasoning_effort`` → ``thinking`` budget (minimal 1024, low 2048, medium
   8192, high 16384, xhigh 32768; ``none`` → no thinking). Without an explicit
   max, ``max_tokens`` grows by the budget; with one, the budget is capped below
@@ -152,8 +153,8 @@ def _sampling(body: dict[str, Any], out: dict[str, Any], thinking_on: bool) -> N
     if not thinking_on:
         if (temperature := _number(body.get("temperature"))) is not None:
             out["temperature"] = min(max(temperature, 0), 1)
-        if (top_p := _number(body.get("top_p"))) is not None:
-            out["top_p"] = top_p
+        if (top_p := _number(body.get("top_p"))) is not None and "temperature" not in out:
+            out["top_p"] = top_p  # never both: recent Anthropic models refuse the pair
         if isinstance(body.get("top_k"), int) and not isinstance(body.get("top_k"), bool):
             out["top_k"] = body["top_k"]
     stop = body.get("stop")

@@ -118,8 +118,8 @@ def responses_request_to_messages(body: dict[str, Any], *, upstream_model: str, 
             thinking = True
     out["max_tokens"] = max_tokens
     if not thinking:
-        if body.get("temperature") is not None:
-            out["temperature"] = body["temperature"]
+        if isinstance(body.get("temperature"), (int, float)):
+            out["temperature"] = min(max(body["temperature"], 0), 1)
         elif body.get("top_p") is not None:
             out["top_p"] = body["top_p"]
     if tmap.tools:

@@ -25,8 +25,9 @@ from tests.support.script import Script, ToolCall, Usage
 MARKER = "CX-MARKER-5151"
 USAGE = Usage(input_tokens=900, output_tokens=40, cache_read_tokens=100)
 PATCH = "*** Begin Patch\n*** Add File: hello.txt\n+hi from apply_patch\n*** End Patch\n"
-# gpt-5.5 is in Codex's bundled model catalogue: full tool set (apply_patch as a custom tool)
-CATALOG_MODEL = "gpt-5.5"
+# a name Codex does not know: its metadata (full tool set, apply_patch as a freeform tool) comes
+# from the gateway's catalogue (model_catalog_url)
+CATALOG_MODEL = "gw-coder"
 
 
 def codex_bin() -> str:
@@ -39,7 +40,8 @@ def codex_bin() -> str:
     return path
 
 
-def codex_config(model: str, base_url: str) -> str:
+def codex_config(model: str, base_url: str, catalog: bool = True) -> str:
+    catalog_line = f'model_catalog_url = "{base_url}/codex/models"\n' if catalog else ""
     return f"""model = "{model}"
 model_provider = "gw"
 approval_policy = "never"
@@ -60,17 +62,17 @@ name = "Gateway"
 base_url = "{base_url}"
 env_key = "GW_API_KEY"
 wire_api = "responses"
-request_max_retries = 0
+{catalog_line}request_max_retries = 0
 stream_max_retries = 0
 stream_idle_timeout_ms = 60000
 """
 
 
 def run_codex(env: Env, key: str, model: str, tmp_path: Path, prompt: str, *,
-              resume: bool = False) -> subprocess.CompletedProcess[str]:
+              resume: bool = False, catalog: bool = True) -> subprocess.CompletedProcess[str]:
     home = tmp_path / "codex-home"
     home.mkdir(exist_ok=True)
-    (home / "config.toml").write_text(codex_config(model, env.url + "/v1"))
+    (home / "config.toml").write_text(codex_config(model, env.url + "/v1", catalog))
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)
     child_env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "CODEX_HOME": str(home),
@@ -147,6 +149,7 @@ def test_codex_shell_round_trip(env: Env, tmp_path: Path, channel: str) -> None:
     result = run_codex(env, key, CATALOG_MODEL, tmp_path, f"Run the shell command: echo {MARKER}")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"The command printed {MARKER}." in result.stdout
+    assert "fallback metadata" not in result.stderr  # the gateway's catalogue was read
     reqs = env.upstream.requests
     assert len(reqs) == 2 and MARKER in _tool_outputs(reqs[1])  # Codex really ran it, output went back
     assert reqs[0].path.endswith("/chat/completions" if channel == "oai" else "/v1/messages")
@@ -200,3 +203,16 @@ def test_codex_upstream_failure_mid_stream_runs_no_tool(env: Env, tmp_path: Path
     records = env.records(account_id)
     assert [(r.status, r.cost_micro) for r in records] == [("upstream_error", 0)]
     assert env.call(verify(env.services.db)) == []
+
+
+def test_codex_without_catalogue_uses_fallback_metadata(env: Env, tmp_path: Path) -> None:
+    """Without model_catalog_url Codex still works on a gateway model (shell tool), with its
+    fallback tool set: no apply_patch."""
+    account_id, key = _setup(env, "oai", "plain-model")
+    _script_shell_round_trip(env, f"echo {MARKER}", f"Fallback saw {MARKER}.")
+    result = run_codex(env, key, "plain-model", tmp_path, f"Run the shell command: echo {MARKER}", catalog=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "fallback metadata" in result.stderr
+    assert f"Fallback saw {MARKER}." in result.stdout
+    assert "apply_patch" not in _tool_names(env.upstream.requests[0])
+    _assert_charged(env, account_id, "plain-model", 2)

@@ -216,3 +216,36 @@ def test_codex_without_catalogue_uses_fallback_metadata(env: Env, tmp_path: Path
     assert f"Fallback saw {MARKER}." in result.stdout
     assert "apply_patch" not in _tool_names(env.upstream.requests[0])
     _assert_charged(env, account_id, "plain-model", 2)
+
+
+def test_setup_guide_codex_config_works_as_pasted(env: Env, tmp_path: Path) -> None:
+    """The console's Setup guide snippet, pasted into config.toml (plus the offline settings
+    this test needs), runs a tool round trip with the gateway's catalogue."""
+    import html
+    import re
+
+    import httpx
+
+    page = httpx.get(env.url + "/docs", timeout=20).text
+    snippet = html.unescape(re.search(r'<code id="s-codex">(.*?)</code>', page, re.DOTALL).group(1))
+    model = re.search(r'^model = "(.+)"$', snippet, re.MULTILINE).group(1)
+    offline = codex_config(model, env.url + "/v1").split("\n[model_providers.gw]")[0]
+    top, tables = offline.split("\n[analytics]")
+    top = "\n".join(line for line in top.splitlines() if not line.startswith(("model =", "model_provider =")))
+    home = tmp_path / "codex-home"
+    home.mkdir()
+    (home / "config.toml").write_text(top + "\n" + snippet + "\n\n[analytics]" + tables)
+    acc = env.account(balance_usd=5)
+    key = env.key(acc.id, "codex")
+    _script_shell_round_trip(env, f"echo {MARKER}", f"Pasted config saw {MARKER}.")
+    work = tmp_path / "work"
+    work.mkdir()
+    result = subprocess.run(
+        [codex_bin(), "exec", "--strict-config", "--skip-git-repo-check", "--color", "never",
+         f"Run the shell command: echo {MARKER}"],
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "CODEX_HOME": str(home), "A2AGENT_API_KEY": key},
+        cwd=work, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Pasted config saw {MARKER}." in result.stdout
+    assert "fallback metadata" not in result.stderr
+    assert "apply_patch" in _tool_names(env.upstream.requests[0])

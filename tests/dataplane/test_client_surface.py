@@ -80,3 +80,34 @@ def test_temperature_and_top_p_never_both_to_anthropic(denv: Any) -> None:
     sent = [orjson.loads(r.body) for r in denv.upstream.requests]
     assert [(b.get("temperature"), b.get("top_p")) for b in sent] == [(0.3, None), (0.3, None), (None, 0.9)]
     assert len(t.records()) == 3
+
+
+@pytest.fixture
+def capped(denv: Any) -> dict[str, str]:
+    """Models whose upstream answers at most 8192 tokens, on each channel protocol."""
+    names = {"openai": "capped-oai", "anthropic": "capped-ant"}
+    have = {m.model_id for m in denv.call(denv.services.catalog.list_models())}
+    for protocol, name in names.items():
+        if name not in have:
+            from a2agent.billing.money import Prices
+
+            denv.call(denv.services.catalog.add_model(
+                name, channel="oai" if protocol == "openai" else "ant", prices=Prices(1_000_000, 2_000_000, 0, 0),
+                max_output_tokens=8192))
+    return names
+
+
+def test_max_output_clamps_callers_max_tokens(denv: Any, capped: dict[str, str]) -> None:
+    t = Tenant(denv)
+    h = {"x-api-key": t.key, "anthropic-version": "2023-06-01"}
+    for model in capped.values():  # Claude Code asks for 32000+; the upstream allows 8192
+        r = httpx.post(denv.url + "/v1/messages", headers=h, timeout=20,
+                       json={"model": model, "max_tokens": 128000, "messages": MSGS})
+        assert r.status_code == 200, r.text
+        t.oa.chat.completions.create(model=model, messages=MSGS, max_tokens=100000)
+        t.oa.responses.create(model=model, input="hi", max_output_tokens=64000)
+    sent = [orjson.loads(r.body) for r in denv.upstream.requests]
+    assert [b.get("max_tokens", b.get("max_completion_tokens")) for b in sent] == [8192] * 6
+    t.oa.chat.completions.create(model=capped["openai"], messages=MSGS, max_tokens=100)
+    assert orjson.loads(denv.upstream.requests[-1].body)["max_tokens"] == 100  # below the cap: untouched
+    assert len(t.records()) == 7

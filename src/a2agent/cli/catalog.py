@@ -164,10 +164,13 @@ def model() -> None:
 @click.option("--cache-read-price", default=None, help="USD per 1M cache-read tokens (default: unchanged, or the input price for a new model).")
 @click.option("--cache-write-price", default=None, help="USD per 1M cache-write tokens (default: unchanged, or the input price for a new model).")
 @click.option("--context-window", type=click.IntRange(min=1), default=None)
+@click.option("--max-output", type=click.IntRange(min=1), default=None,
+              help="The upstream's largest answer in tokens: callers' max_tokens above it are lowered to it "
+                   "(e.g. Claude Code's 32000+ for an OpenAI-protocol model that allows 8192).")
 @run_async
 async def model_add(services: Services, model_id: str, channel_name: str, upstream_model: str | None,
                     input_price: str, output_price: str, cache_read_price: str | None,
-                    cache_write_price: str | None, context_window: int | None) -> None:
+                    cache_write_price: str | None, context_window: int | None, max_output: int | None) -> None:
     """Add a model, or another channel route for an existing one."""
     pin = _usd(input_price, what="input price")
     existing = {m.model_id: m for m in await services.catalog.list_models()}.get(model_id)
@@ -186,7 +189,8 @@ async def model_add(services: Services, model_id: str, channel_name: str, upstre
                                existing.prices.cache_write if existing else None),
     )
     await services.catalog.add_model(model_id, channel=channel_name, prices=prices,
-                                     upstream_model=upstream_model, context_window=context_window)
+                                     upstream_model=upstream_model, context_window=context_window,
+                                     max_output_tokens=max_output)
     click.echo(f"model {model_id} -> channel {channel_name} ({upstream_model or model_id})")
 
 
@@ -199,6 +203,7 @@ async def model_list(services: Services, as_json: bool) -> None:
         {
             "id": m.model_id,
             "context_window": m.context_window,
+            "max_output_tokens": m.max_output_tokens,
             "input_price": micro_to_usd(m.prices.input),
             "output_price": micro_to_usd(m.prices.output),
             "cache_read_price": micro_to_usd(m.prices.cache_read),

@@ -18,7 +18,7 @@ _PASSTHROUGH: dict[str, type[Adapter]] = {OPENAI: OpenAIPassthrough, ANTHROPIC: 
 
 def make_adapter(ctx: Any, route: Route) -> Adapter:
     kwargs = {"model": ctx.entry.model_id, "upstream_model": route.upstream_model,
-                  "input_estimate": ctx.input_estimate}
+              "input_estimate": ctx.input_estimate, "max_output": ctx.entry.max_output_tokens}
     if ctx.endpoint == "embeddings":
         if route.channel.protocol != OPENAI:
             raise ApiError(400, f"The model '{ctx.entry.model_id}' does not support embeddings.",

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from a2agent.api.errors import ANTHROPIC, OPENAI, RESPONSES, ApiError
-from a2agent.providers.adapters import Adapter, MalformedUpstream, collect_openai_delta
+from a2agent.providers.adapters import Adapter, MalformedUpstream, clamp_max_tokens, collect_openai_delta
 from a2agent.providers.sse import SSEEvent
 from a2agent.routing.catalog import Route
 from a2agent.translate import TranslationError
@@ -48,12 +48,11 @@ class ResponsesViaChat(Adapter):
     upstream = OPENAI
     path = "/chat/completions"
 
-    def __init__(self, body: dict[str, Any], *, reasoning: bool = False, max_output: int | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(self, body: dict[str, Any], *, reasoning: bool = False, **kwargs: Any) -> None:
         super().__init__(body, **kwargs)
         try:
             self.translated, self.tool_map = responses_request_to_chat(
-                body, upstream_model=self.upstream_model, reasoning=reasoning, max_output=max_output)
+                body, upstream_model=self.upstream_model, reasoning=reasoning, max_output=self.max_output)
         except TranslationError as exc:
             raise _refused(exc) from None
         self.sm = ChatStreamToResponses(body, model=self.model, tool_map=self.tool_map)
@@ -107,12 +106,11 @@ class ResponsesViaMessages(Adapter):
     upstream = ANTHROPIC
     path = "/v1/messages"
 
-    def __init__(self, body: dict[str, Any], *, reasoning: bool = False, max_output: int | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(self, body: dict[str, Any], *, reasoning: bool = False, **kwargs: Any) -> None:
         super().__init__(body, **kwargs)
         try:
             self.translated, self.tool_map = responses_request_to_messages(
-                body, upstream_model=self.upstream_model, reasoning=reasoning, max_output=max_output)
+                body, upstream_model=self.upstream_model, reasoning=reasoning, max_output=self.max_output)
         except TranslationError as exc:
             raise _refused(exc) from None
         self.sm = MessagesStreamToResponses(body, model=self.model, tool_map=self.tool_map)
@@ -194,9 +192,13 @@ class ResponsesPassthrough(Adapter):
     path = "/responses"
 
     def request_body(self, raw: bytes) -> bytes:
-        if self.body.get("model") == self.upstream_model:
+        limit = self.body.get("max_output_tokens")
+        over = bool(self.max_output) and isinstance(limit, int) and limit > (self.max_output or 0)
+        if self.body.get("model") == self.upstream_model and not over:
             return raw
-        return orjson.dumps({**self.body, "model": self.upstream_model})
+        body = {**self.body, "model": self.upstream_model}
+        clamp_max_tokens(body, self.max_output)
+        return orjson.dumps(body)
 
     def keepalive(self) -> bytes:
         return KEEPALIVE
@@ -243,11 +245,10 @@ class ResponsesPassthrough(Adapter):
 
 def responses_adapter(ctx: Any, route: Route, **kwargs: Any) -> Adapter:
     ch = route.channel
-    max_output = getattr(ctx.entry, "max_output_tokens", None)
     if ch.protocol == RESPONSES:
         return ResponsesPassthrough(ctx.body, **kwargs)
     if ch.protocol == OPENAI:
-        return ResponsesViaChat(ctx.body, reasoning=ch.supports_reasoning, max_output=max_output, **kwargs)
+        return ResponsesViaChat(ctx.body, reasoning=ch.supports_reasoning, **kwargs)
     if ch.protocol == ANTHROPIC:
-        return ResponsesViaMessages(ctx.body, reasoning=ch.supports_reasoning, max_output=max_output, **kwargs)
+        return ResponsesViaMessages(ctx.body, reasoning=ch.supports_reasoning, **kwargs)
     raise ApiError(400, f"No translation from {RESPONSES} to {ch.protocol}.", code="unsupported_protocol")

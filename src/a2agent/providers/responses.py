@@ -10,7 +10,12 @@ from typing import Any
 import orjson
 
 from a2agent.api.errors import ANTHROPIC, OPENAI, RESPONSES, ApiError
-from a2agent.providers.adapters import Adapter, MalformedUpstream, clamp_max_tokens, collect_openai_delta
+from a2agent.providers.adapters import (
+    Adapter,
+    MalformedUpstream,
+    clamp_max_tokens,
+    collect_openai_delta,
+)
 from a2agent.providers.sse import SSEEvent
 from a2agent.routing.catalog import Route
 from a2agent.translate import TranslationError

@@ -178,11 +178,14 @@ def usage_from_responses(u: Any) -> Usage | None:
     """A Responses ``usage`` (``input_tokens`` includes the cached part) as our :class:`Usage`."""
     if not isinstance(u, dict) or "input_tokens" not in u:
         return None
-    details = u.get("input_tokens_details") if isinstance(u.get("input_tokens_details"), dict) else {}
-    cached = details.get("cached_tokens") if isinstance(details.get("cached_tokens"), int) else 0
-    total_in = u["input_tokens"] if isinstance(u["input_tokens"], int) else 0
-    out = u.get("output_tokens") if isinstance(u.get("output_tokens"), int) else 0
-    return Usage(max(total_in - cached, 0), max(out, 0), max(cached, 0))
+    raw_details = u.get("input_tokens_details")
+    details: dict[str, Any] = raw_details if isinstance(raw_details, dict) else {}
+    cached = _int(details.get("cached_tokens"))
+    return Usage(max(_int(u["input_tokens"]) - cached, 0), _int(u.get("output_tokens")), cached)
+
+
+def _int(value: Any) -> int:
+    return max(value, 0) if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 TERMINAL = (b"response.completed", b"response.incomplete", b"response.failed")
@@ -222,12 +225,14 @@ class ResponsesPassthrough(Adapter):
             if not isinstance(event, dict):
                 return ev.raw
             kind = event.get("type")
-            response = event.get("response") if isinstance(event.get("response"), dict) else {}
+            raw_response = event.get("response")
+            response: dict[str, Any] = raw_response if isinstance(raw_response, dict) else {}
             self.usage = usage_from_responses(response.get("usage")) or self.usage
             if kind in ("response.completed", "response.incomplete"):
                 self.completed = True
             elif kind == "response.failed":
-                err = response.get("error") if isinstance(response.get("error"), dict) else {}
+                raw_err = response.get("error")
+                err: dict[str, Any] = raw_err if isinstance(raw_err, dict) else {}
                 self.upstream_error = (str(err.get("code") or "api_error"), str(err.get("message") or "failed"))
             elif kind == "error":
                 self.upstream_error = (str(event.get("code") or "api_error"), str(event.get("message") or "error"))

@@ -110,7 +110,8 @@ def _add_tool(tmap: ToolMap, tool: Any, where: str, namespace: str | None) -> No
     if not isinstance(tool, dict):
         raise TranslationError(f"{where}: each tool must be an object", where)
     kind = tool.get("type")
-    desc = tool.get("description") if isinstance(tool.get("description"), str) else ""
+    raw_desc = tool.get("description")
+    desc: str = raw_desc if isinstance(raw_desc, str) else ""
     name = tool.get("name")
     if kind == "function":
         if not isinstance(name, str) or not name:

@@ -115,8 +115,8 @@ class ResponsesWriter:
         item = _Item("call", new_id(prefix), self.next_index, ref=ref, call_id=call_id)
         self.next_index += 1
         if ref.kind == FUNCTION:
-            added = {"id": item.item_id, "type": "function_call", "status": "in_progress", "call_id": call_id,
-                     "name": ref.name, "arguments": ""}
+            added: dict[str, Any] = {"id": item.item_id, "type": "function_call", "status": "in_progress",
+                                     "call_id": call_id, "name": ref.name, "arguments": ""}
             if ref.namespace:
                 added["namespace"] = ref.namespace
         else:  # the payload is announced complete when the call closes (see the module docstring)
@@ -135,6 +135,7 @@ class ResponsesWriter:
     # ---- closing ----------------------------------------------------------------------------
     def close(self, item: _Item) -> list[Event]:
         text = "".join(item.parts)
+        final: dict[str, Any]
         if item.kind == "message":
             part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
             final = {"id": item.item_id, "type": "message", "status": "completed", "role": "assistant",

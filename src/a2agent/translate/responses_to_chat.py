@@ -245,7 +245,8 @@ def chat_response_to_responses(data: dict[str, Any], *, request: dict[str, Any],
                                 args))
     usage = usage_from_openai(data.get("usage"))
     details = (data.get("usage") or {}).get("completion_tokens_details") or {}
-    reasoning_tokens = details.get("reasoning_tokens") if isinstance(details.get("reasoning_tokens"), int) else 0
+    raw_tokens = details.get("reasoning_tokens") if isinstance(details, dict) else None
+    reasoning_tokens: int = raw_tokens if isinstance(raw_tokens, int) else 0
     length = choice.get("finish_reason") == "length"
     return response_object(request, model=model, response_id=new_id("resp"), output=output,
                            status="incomplete" if length else "completed",

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import secrets
-import string
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,11 +38,10 @@ CUSTOM_PARAMETERS = {
     "required": ["input"],
     "additionalProperties": False,
 }
-_ALPHABET = string.ascii_lowercase + string.digits
 
 
 def new_id(prefix: str) -> str:
-    return prefix + "_" + "".join(secrets.choice(_ALPHABET) for _ in range(24))
+    return prefix + "_" + secrets.token_hex(12)
 
 
 @dataclass(frozen=True)

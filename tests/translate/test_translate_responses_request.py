@@ -74,7 +74,10 @@ def test_codex_captures_to_messages(name: str) -> None:
     roles = [m["role"] for m in out["messages"]]
     assert all(a != b for a, b in itertools.pairwise(roles)), roles  # strictly alternating
     assert roles[0] == "user"
-    assert out["max_tokens"] >= out["thinking"]["budget_tokens"] + 4096
+    if name == "004":  # its tool call came without reasoning: thinking would be refused
+        assert "thinking" not in out
+    else:
+        assert out["max_tokens"] >= out["thinking"]["budget_tokens"] + 4096
     assert out["tool_choice"] == {"type": "auto"}
     tool_uses = [b for m in out["messages"] for b in m["content"] if b["type"] == "tool_use"]
     results = [b for m in out["messages"] for b in m["content"] if b["type"] == "tool_result"]
@@ -193,3 +196,18 @@ def test_refusals_name_the_field(patch: dict[str, Any], param: str) -> None:
         with pytest.raises(TranslationError) as exc:
             translate(body)
         assert exc.value.param == param
+
+
+def test_thinking_off_when_the_tool_loop_has_unsigned_turns() -> None:
+    call = {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"}
+    out = {"type": "function_call_output", "call_id": "c", "output": "ok"}
+    signed = {"type": "reasoning", "summary": [], "content": [{"type": "reasoning_text", "text": "t"}],
+              "encrypted_content": "SIG"}
+    base = {"model": "m", "reasoning": {"effort": "medium"},
+            "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}]}
+    user = {"role": "user", "content": "go"}
+    assert "thinking" not in to_messages({**base, "input": [user, call, out]}, reasoning=True)
+    assert "thinking" in to_messages({**base, "input": [user, signed, call, out]}, reasoning=True)
+    # an unsigned loop before the latest user message does not matter
+    later = [user, call, out, {"role": "assistant", "content": "done"}, {"role": "user", "content": "again"}]
+    assert "thinking" in to_messages({**base, "input": later}, reasoning=True)

@@ -16,7 +16,9 @@ Request choices:
   a Chat upstream) is dropped: Anthropic refuses thinking it did not sign.
 * ``max_tokens`` is required: ``max_output_tokens``, else the model's maximum output, else
   :data:`DEFAULT_MAX_TOKENS`. ``reasoning.effort`` → ``thinking.budget_tokens`` on reasoning
-  channels, leaving at least :data:`ANSWER_ROOM` tokens for the answer.
+  channels, leaving at least :data:`ANSWER_ROOM` tokens for the answer — and not at all when
+  the current tool loop has an assistant turn without its signed thinking (Anthropic refuses
+  that history with thinking on).
 * ``temperature`` and ``top_p`` are never sent together (several Anthropic models refuse the
   pair); ``temperature`` wins. Neither is sent with thinking on.
 * ``tool_choice``: auto/required/none/{function} → ``{type: auto|any|none|tool}``;
@@ -113,7 +115,7 @@ def responses_request_to_messages(body: dict[str, Any], *, upstream_model: str, 
             if max_output:
                 max_tokens = min(max_tokens, max_output)
         budget = min(budget, max_tokens - ANSWER_ROOM)
-        if budget >= 1024:
+        if budget >= 1024 and _thinking_allowed(messages):
             out["thinking"] = {"type": "enabled", "budget_tokens": budget}
             thinking = True
     out["max_tokens"] = max_tokens
@@ -138,6 +140,22 @@ def responses_request_to_messages(body: dict[str, Any], *, upstream_model: str, 
     if body.get("stream"):
         out["stream"] = True
     return out, tmap
+
+
+def _thinking_allowed(messages: list[dict[str, Any]]) -> bool:
+    """Anthropic refuses thinking when an assistant turn of the current tool loop (since the
+    last plain user message) uses tools without starting with its signed thinking — history
+    from a turn without reasoning, or from another upstream."""
+    start = 0
+    for i, m in enumerate(messages):
+        if m["role"] == "user" and any(b.get("type") != "tool_result" for b in m["content"]):
+            start = i
+    for m in messages[start:]:
+        blocks = m["content"]
+        if m["role"] == "assistant" and any(b.get("type") == "tool_use" for b in blocks) and \
+                blocks[0].get("type") not in ("thinking", "redacted_thinking"):
+            return False
+    return True
 
 
 def _push(messages: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:

@@ -82,7 +82,7 @@ def test_every_exit_path_settles_once(env_both: Env, lane: str) -> None:
     acc = env.account(balance_usd=20)
     key = env.key(acc.id)
     start = env.balance(acc.id)
-    for name, fields, stream, disconnect, status, last in CASES:
+    for name, fields, stream, disconnect, _status, last in CASES:
         env.upstream.enqueue(Script(text="one two three four five six", usage=USAGE, **fields))
         code, types = _post(env, key, MODELS[lane], stream, disconnect=disconnect)
         assert code == (502 if name == "http_500" else 200), name

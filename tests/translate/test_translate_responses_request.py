@@ -84,7 +84,7 @@ def test_codex_captures_to_messages(name: str) -> None:
     calls = [i for i in body["input"] if i["type"] in ("function_call", "custom_tool_call")]
     assert [b["id"] for b in tool_uses] == [c["call_id"] for c in calls]
     assert [b["tool_use_id"] for b in results] == [c["call_id"] for c in calls]
-    for block, call in zip(tool_uses, calls):
+    for block, call in zip(tool_uses, calls, strict=True):
         want = {"input": call["input"]} if call["type"] == "custom_tool_call" else orjson.loads(call["arguments"])
         assert block["input"] == want
     if name == "006":  # thinking first in the assistant turn, signature from encrypted_content

@@ -150,6 +150,15 @@ def test_thinking_signature_returned_in_encrypted_content(denv: Any) -> None:
     t.only_record()
 
 
+@pytest.mark.parametrize("path", ["/v1/responses?api-version=1", "/responses"])
+def test_paths(denv: Any, path: str) -> None:
+    t = Tenant(denv)
+    r = httpx.post(denv.url + path, headers={"authorization": f"Bearer {t.key}"}, timeout=20,
+                   json={"model": "claude-test", "input": "hi"})
+    assert r.status_code == 200 and r.json()["status"] == "completed", r.text
+    t.only_record()
+
+
 @pytest.mark.parametrize("encoding", ["zstd", "gzip"])
 def test_compressed_request_bodies(denv: Any, encoding: str) -> None:
     t = Tenant(denv)

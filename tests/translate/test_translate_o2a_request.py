@@ -170,7 +170,9 @@ def test_default_max_tokens_is_configurable():
     [
         ({"reasoning_effort": "low"}, {"type": "enabled", "budget_tokens": 2048}, 4096 + 2048),
         ({"reasoning_effort": "medium"}, {"type": "enabled", "budget_tokens": 8192}, 4096 + 8192),
-        ({"reasoning_effort": "high", "max_tokens": 10000}, {"type": "enabled", "budget_tokens": 9999}, 10000),
+        ({"reasoning_effort": "high", "max_tokens": 10000}, {"type": "enabled", "budget_tokens": 5904}, 10000),
+        ({"reasoning_effort": "high", "max_tokens": 4000}, {"type": "enabled", "budget_tokens": 2000}, 4000),
+        ({"reasoning_effort": "low", "max_tokens": 1500}, {"type": "enabled", "budget_tokens": 1024}, 1500),
         ({"reasoning_effort": "minimal", "max_completion_tokens": 3000}, {"type": "enabled", "budget_tokens": 1024}, 3000),
         ({"reasoning_effort": "none"}, None, 4096),
     ],

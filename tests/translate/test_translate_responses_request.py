@@ -41,7 +41,9 @@ def test_codex_captures_to_chat(name: str) -> None:
     items = body["input"]
     msgs = out["messages"]
     # developer messages → system, in place; user messages kept; history calls → one assistant turn
-    assert [m["role"] for m in msgs][:4] == ["system", "system", "user", "user"]
+    assert [m["role"] for m in msgs][:3] == ["system", "user", "user"]  # both developer messages, joined
+    developer = [p["text"] for i in items if i.get("role") == "developer" for p in i["content"]]
+    assert msgs[0]["content"] == "\n\n".join(developer)
     calls = [i for i in items if i["type"] in ("function_call", "custom_tool_call")]
     outputs = [i for i in items if i["type"].endswith("_output")]
     assistant = [m for m in msgs if m["role"] == "assistant"]

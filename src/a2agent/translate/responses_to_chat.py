@@ -7,7 +7,7 @@
 Request choices:
 
 * ``instructions`` and ``developer``/``system`` messages → ``system`` messages in place
-  (``developer`` is unknown to many Chat providers).
+  (``developer`` is unknown to many Chat providers); consecutive ones are joined into one.
 * Consecutive ``function_call`` / ``custom_tool_call`` / ``tool_search_call`` items (and the
   assistant text before them) → ONE assistant message with ``tool_calls``; each output → a
   ``tool`` message.
@@ -138,7 +138,11 @@ def _message(messages: list[dict[str, Any]], item: dict[str, Any], where: str,
     role = item.get("role")
     content = item.get("content")
     if role in ("system", "developer"):
-        messages.append({"role": "system", "content": "\n\n".join(message_texts(content, where))})
+        text = "\n\n".join(message_texts(content, where))
+        if messages and messages[-1]["role"] == "system":  # one system message per run: several
+            messages[-1]["content"] += "\n\n" + text       # in a row break some chat templates
+        else:
+            messages.append({"role": "system", "content": text})
     elif role == "assistant":
         text = "\n\n".join(message_texts(content, where))
         msg = _assistant(messages, pending_reasoning)

@@ -40,7 +40,7 @@ def codex_bin() -> str:
     return path
 
 
-def codex_config(model: str, base_url: str, catalog: bool = True) -> str:
+def codex_config(model: str, base_url: str, catalog: bool = True, stream_retries: int = 0) -> str:
     catalog_line = f'model_catalog_url = "{base_url}/codex/models"\n' if catalog else ""
     return f"""model = "{model}"
 model_provider = "gw"
@@ -63,16 +63,17 @@ base_url = "{base_url}"
 env_key = "GW_API_KEY"
 wire_api = "responses"
 {catalog_line}request_max_retries = 0
-stream_max_retries = 0
+stream_max_retries = {stream_retries}
 stream_idle_timeout_ms = 60000
 """
 
 
 def run_codex(env: Env, key: str, model: str, tmp_path: Path, prompt: str, *,
-              resume: bool = False, catalog: bool = True) -> subprocess.CompletedProcess[str]:
+              resume: bool = False, catalog: bool = True,
+              stream_retries: int = 0) -> subprocess.CompletedProcess[str]:
     home = tmp_path / "codex-home"
     home.mkdir(exist_ok=True)
-    (home / "config.toml").write_text(codex_config(model, env.url + "/v1", catalog))
+    (home / "config.toml").write_text(codex_config(model, env.url + "/v1", catalog, stream_retries))
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)
     child_env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "CODEX_HOME": str(home),
@@ -187,21 +188,28 @@ def test_codex_multi_turn_session(env: Env, tmp_path: Path) -> None:
     _assert_charged(env, account_id, CATALOG_MODEL, 3)
 
 
+@pytest.mark.parametrize("retries", [0, 2], ids=["no_retries", "codex_retries"])
 @pytest.mark.parametrize("channel", ["oai", "ant"])
-def test_codex_upstream_failure_mid_stream_runs_no_tool(env: Env, tmp_path: Path, channel: str) -> None:
+def test_codex_upstream_failure_mid_stream_runs_no_tool(env: Env, tmp_path: Path, channel: str,
+                                                        retries: int) -> None:
+    """The upstream streams a whole tool call, then the connection breaks before its end (7
+    events in: after the Chat usage chunk, before [DONE]; after the Anthropic content block
+    stop, before message_stop). Codex gets response.failed, shows the error, and — however
+    often it retries the turn — never runs the call."""
     account_id, key = _setup(env, channel, CATALOG_MODEL)
     ran = tmp_path / "work" / "ran.txt"
     env.upstream.set_default(Script(text="should not be asked again", usage=USAGE))
     env.upstream.enqueue(Script(tool_calls=[ToolCall("exec_command", {"cmd": f"touch {ran}"})], usage=USAGE,
-                                reset_mid_stream=6))
-    result = run_codex(env, key, CATALOG_MODEL, tmp_path, f"Run the shell command: touch ran.txt {MARKER}")
+                                reset_mid_stream=7, repeat=retries + 1))
+    result = run_codex(env, key, CATALOG_MODEL, tmp_path, f"Run the shell command: touch ran.txt {MARKER}",
+                       stream_retries=retries)
     assert result.returncode != 0, result.stdout + result.stderr
     assert "incomplete" in (result.stdout + result.stderr).lower()
-    assert not ran.exists()  # the half-streamed call was never run
-    assert len(env.upstream.requests) == 1  # and the turn was not re-sent
+    assert not ran.exists()  # the fully streamed call of a broken answer was never run
+    assert len(env.upstream.requests) == retries + 1  # one request per attempt, no loop beyond
     env.settle_all()
     records = env.records(account_id)
-    assert [(r.status, r.cost_micro) for r in records] == [("upstream_error", 0)]
+    assert [(r.status, r.cost_micro) for r in records] == [("upstream_error", 0)] * (retries + 1)
     assert env.call(verify(env.services.db)) == []
 
 

@@ -236,3 +236,36 @@ def test_chat_callers_skip_a_native_responses_channel(denv: Any, native: str) ->
     err = assert_error(r, 400, "openai", code="unsupported_protocol")
     assert "/v1/responses" in err["message"]
     assert denv.upstream.requests == []
+
+
+@pytest.mark.parametrize("fault,status,last", [
+    ({"status": 500}, 502, None),
+    ({"reset_mid_stream": 3}, 200, "response.failed"),
+    ({"truncated_sse": 3}, 200, "response.failed"),
+    # deltas are relayed without parsing (like every passthrough): a broken one goes through,
+    # and the upstream's answer completes and is charged
+    ({"malformed_json": 3}, 200, "response.completed"),
+    ({"error_event_mid_stream": 3}, 200, "response.failed"),
+], ids=["http_500", "reset", "truncated", "malformed_delta", "failed_event"])
+def test_native_passthrough_faults(denv: Any, native: str, fault: dict[str, Any], status: int,
+                                   last: str | None) -> None:
+    """A native Responses channel failing: a JSON error before the stream, else the stream ends
+    with exactly one response.failed (the upstream's own, or ours); nothing is charged."""
+    t = Tenant(denv)
+    denv.upstream.enqueue(Script(text="one two three four", usage=Usage(input_tokens=5, output_tokens=4), **fault))
+    with httpx.stream("POST", denv.url + "/v1/responses", headers={"authorization": f"Bearer {t.key}"},
+                      json={"model": native, "input": "hi", "stream": True}, timeout=20) as r:
+        text = r.read().decode()
+    assert r.status_code == status, text
+    if last is None:
+        assert_error(httpx.Response(status, headers=r.headers, content=text.encode()), status, "openai")
+    else:
+        types = [orjson.loads(line[6:]).get("type") for line in text.splitlines()
+                 if line.startswith("data: {") and line.endswith("}")]
+        assert types[-1] == last and types.count(last) == 1, types
+        assert "response.completed" not in types or last == "response.completed", types
+    rec = t.only_record()
+    if last == "response.completed":
+        assert rec.status == "ok" and rec.cost_micro == expected_cost(5, 4)
+    else:
+        assert rec.status == "upstream_error" and rec.cost_micro == 0

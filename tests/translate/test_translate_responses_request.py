@@ -213,3 +213,13 @@ def test_thinking_off_when_the_tool_loop_has_unsigned_turns() -> None:
     # an unsigned loop before the latest user message does not matter
     later = [user, call, out, {"role": "assistant", "content": "done"}, {"role": "user", "content": "again"}]
     assert "thinking" in to_messages({**base, "input": later}, reasoning=True)
+
+
+def test_output_schema() -> None:
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}}
+    body = {"model": "m", "input": "x", "text": {"format": {"type": "json_schema", "name": "out", "schema": schema,
+                                                            "strict": True}}}
+    assert to_chat(body)["response_format"] == {"type": "json_schema", "json_schema": {
+        "name": "out", "schema": schema, "strict": True}}
+    system = to_messages(body)["system"]
+    assert system.startswith("Respond with a single JSON value") and '"boolean"' in system

@@ -21,6 +21,8 @@ Request choices:
   that history with thinking on).
 * ``temperature`` and ``top_p`` are never sent together (several Anthropic models refuse the
   pair); ``temperature`` wins. Neither is sent with thinking on.
+* ``text.format`` (``codex exec --output-schema``) → an instruction appended to ``system``,
+  as the Chat → Messages translator does.
 * ``tool_choice``: auto/required/none/{function} → ``{type: auto|any|none|tool}``;
   ``parallel_tool_calls: false`` → ``disable_parallel_tool_use``; dropped without tools.
 """
@@ -32,6 +34,7 @@ from typing import Any
 from ._json import dumps, loads
 from .errors import TranslationError
 from .ids import new_tool_use_id
+from .openai_to_anthropic import JSON_OBJECT_INSTRUCTION, JSON_SCHEMA_INSTRUCTION
 from .responses_items import (
     ToolMap,
     build_tool_map,
@@ -99,6 +102,12 @@ def responses_request_to_messages(body: dict[str, Any], *, upstream_model: str, 
     if messages[0]["role"] != "user":
         messages.insert(0, {"role": "user", "content": [{"type": "text", "text": "(continue)"}]})
     out: dict[str, Any] = {"model": upstream_model, "messages": messages}
+    fmt = (body.get("text") or {}).get("format") if isinstance(body.get("text"), dict) else None
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":  # as the Chat translator does
+        schema = fmt.get("schema")
+        system.append(JSON_SCHEMA_INSTRUCTION + dumps(schema if isinstance(schema, dict) else {}))
+    elif isinstance(fmt, dict) and fmt.get("type") == "json_object":
+        system.append(JSON_OBJECT_INSTRUCTION)
     if system:
         out["system"] = "\n\n".join(system)
     limit = body.get("max_output_tokens")
@@ -131,10 +140,6 @@ def responses_request_to_messages(body: dict[str, Any], *, upstream_model: str, 
         if body.get("parallel_tool_calls") is False and choice.get("type") != "none":
             choice["disable_parallel_tool_use"] = True
         out["tool_choice"] = choice
-    fmt = (body.get("text") or {}).get("format") if isinstance(body.get("text"), dict) else None
-    if isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object"):
-        raise TranslationError("text.format: structured output is not supported by this model's upstream",
-                               "text.format")
     if isinstance(body.get("user"), str):
         out["metadata"] = {"user_id": body["user"]}
     if body.get("stream"):

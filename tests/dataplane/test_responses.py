@@ -269,3 +269,29 @@ def test_native_passthrough_faults(denv: Any, native: str, fault: dict[str, Any]
         assert rec.status == "ok" and rec.cost_micro == expected_cost(5, 4)
     else:
         assert rec.status == "upstream_error" and rec.cost_micro == 0
+
+
+@pytest.mark.parametrize("lane", ["chat", "messages"])
+def test_every_streamed_event_validates_strictly(denv: Any, lane: str) -> None:
+    """The raw events off the wire, validated against the SDK's types (the SDK itself parses
+    leniently), for an answer with reasoning, text and every kind of tool call."""
+    from openai.types.responses import ResponseStreamEvent
+    from pydantic import TypeAdapter
+
+    adapter = TypeAdapter(ResponseStreamEvent)
+    t = Tenant(denv)
+    denv.upstream.enqueue(Script(text="Working.", reasoning="plan it", tool_calls=[
+        ToolCall("exec_command", {"cmd": "ls"}), ToolCall("apply_patch", {"input": "P"}),
+        ToolCall("multi_agent_v1__close_agent", {"id": "a"})]))
+    with httpx.stream("POST", denv.url + "/v1/responses", headers={"authorization": f"Bearer {t.key}"},
+                      json={"model": MODELS[lane], "input": "go", "tools": TOOLS, "stream": True}, timeout=20) as r:
+        events = [orjson.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
+    for i, ev in enumerate(events):
+        adapter.validate_python(ev)
+        assert ev["sequence_number"] == i
+    final = events[-1]["response"]
+    assert events[-1]["type"] == "response.completed"
+    assert [i["type"] for i in final["output"]] == ["reasoning", "message", "function_call", "custom_tool_call",
+                                                    "function_call"]
+    assert all(isinstance(i["arguments"], str) for i in final["output"] if i["type"] == "function_call")
+    t.only_record()

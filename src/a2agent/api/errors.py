@@ -9,6 +9,7 @@ from a2agent.store.faults import DependencyHealth, classify
 
 OPENAI = "openai"
 ANTHROPIC = "anthropic"
+RESPONSES = "responses"  # the OpenAI Responses API (a caller protocol, and a channel protocol)
 
 # HTTP status → Anthropic error type (protocols.md §2.6)
 _ANTHROPIC_TYPES = {

@@ -13,7 +13,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from a2agent.api.errors import ANTHROPIC, OPENAI, ApiError, error_response, unavailable_error
+from a2agent.api.encoding import decode_body
+from a2agent.api.errors import (
+    ANTHROPIC,
+    OPENAI,
+    RESPONSES,
+    ApiError,
+    error_response,
+    unavailable_error,
+)
 from a2agent.api.shapes import check_shape
 from a2agent.auth.accounts import KeyPrincipal
 from a2agent.billing.reservation import cap_field
@@ -44,7 +52,14 @@ def presented_key(request: Request) -> str:
 
 async def authenticate(request: Request) -> KeyPrincipal:
     gw = request.app.state.gateway
-    principal = await gw.services.accounts.authenticate(presented_key(request))
+    key = presented_key(request)
+    principal = await gw.services.accounts.authenticate(key)
+    if principal is None:
+        # the Anthropic SDK sends both headers when both of its variables are set: either may
+        # carry the valid key
+        other = (request.headers.get("x-api-key") or "").strip()
+        if other and other != key and request.headers.get("authorization") is not None:
+            principal = await gw.services.accounts.authenticate(other)
     if principal is None:
         raise ApiError(401, "Invalid API key: it is unknown or has been deleted.", code="invalid_api_key")
     return principal
@@ -111,6 +126,33 @@ def validate(body: dict[str, Any], protocol: str) -> None:
     check_shape(body)
 
 
+def validate_responses(body: dict[str, Any]) -> None:
+    _require(body, "model", str, "a string")
+    value = body.get("input")
+    if value is None:
+        raise ApiError(400, "input: Field required", param="input", code="missing_required_field")
+    if not isinstance(value, (str, list)):
+        raise ApiError(400, "input: must be a string or an array of input items", param="input",
+                       code="invalid_type")
+    if body.get("previous_response_id") is not None:
+        raise ApiError(400, "previous_response_id: not supported: this gateway stores no responses. Send the "
+                            "whole conversation in 'input' (store is ignored).", param="previous_response_id",
+                       code="unsupported_parameter")
+    if body.get("background"):
+        raise ApiError(400, "background: background responses are not supported", param="background",
+                       code="unsupported_parameter")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise ApiError(400, "stream: must be a boolean", param="stream")
+    for name in ("instructions",):
+        if body.get(name) is not None and not isinstance(body[name], str):
+            raise ApiError(400, f"{name}: must be a string", param=name, code="invalid_type")
+    limit = body.get("max_output_tokens")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise ApiError(400, "max_output_tokens: must be a positive integer", param="max_output_tokens")
+    check_shape(body)
+
+
 def validate_embeddings(body: dict[str, Any], protocol: str) -> None:
     _require(body, "model", str, "a string")
     value = body.get("input")
@@ -131,7 +173,7 @@ def validate_embeddings(body: dict[str, Any], protocol: str) -> None:
 def estimate_input_tokens(body: dict[str, Any]) -> int:
     """Cheap estimate (≈4 characters a token; 1,000 a picture) used before usage is known."""
     return estimate_tokens(body.get("system"), body.get("messages"), body.get("tools"),
-                           body.get("input"))  # input: embeddings
+                           body.get("input"), body.get("instructions"))  # input: embeddings, responses
 
 
 def _caller_headers(request: Request) -> dict[str, str]:
@@ -161,8 +203,12 @@ async def _relay(request: Request, protocol: str, endpoint: str = "chat") -> Res
     try:
         principal = await authenticate(request)
         raw = await read_body(request, gw.settings.max_body_bytes)
+        raw = decode_body(request, raw, gw.settings.max_body_bytes)
         body = parse_json(raw)
-        (validate_embeddings if endpoint == "embeddings" else validate)(body, protocol)
+        if protocol == RESPONSES:
+            validate_responses(body)
+        else:
+            (validate_embeddings if endpoint == "embeddings" else validate)(body, protocol)
         entry = await _admitted_model(gw, principal, body)
         ctx = RequestContext(
             request_id=rid,
@@ -203,6 +249,10 @@ async def chat_completions(request: Request) -> Response:
 
 async def messages(request: Request) -> Response:
     return await _relay(request, ANTHROPIC, "messages")
+
+
+async def responses(request: Request) -> Response:
+    return await _relay(request, RESPONSES, "responses")
 
 
 async def embeddings(request: Request) -> Response:
@@ -265,6 +315,45 @@ async def list_models(request: Request) -> Response:
     return Response(orjson.dumps(payload), media_type="application/json")
 
 
+async def codex_models(request: Request) -> Response:
+    """Codex CLI's ``model_catalog_url`` (see :mod:`a2agent.api.codex_catalog`)."""
+    from a2agent.api.codex_catalog import codex_catalog
+
+    gw = request.app.state.gateway
+    try:
+        principal = await authenticate(request)
+        snapshot = await gw.services.catalog.snapshot(principal.catalog_version)
+    except ApiError as err:
+        return error_response(OPENAI, err)
+    return Response(orjson.dumps(codex_catalog(list(snapshot.models.values()))), media_type="application/json",
+                    headers={"cache-control": "no-store"})
+
+
+async def retrieve_model(request: Request) -> Response:
+    """``GET /v1/models/{id}`` (``models.retrieve`` in both SDKs): the OpenAI shape, or the
+    Anthropic one (and its error envelope) for a caller that sends ``anthropic-version``."""
+    gw = request.app.state.gateway
+    anthropic_client = "anthropic-version" in request.headers
+    protocol = ANTHROPIC if anthropic_client else OPENAI
+    model_id = request.path_params["model_id"]
+    try:
+        principal = await authenticate(request)
+        snapshot = await gw.services.catalog.snapshot(principal.catalog_version)
+        m = snapshot.models.get(model_id)
+        if m is None or not m.protocols:
+            raise ApiError(404, f"The model '{model_id}' does not exist or you do not have access to it. "
+                                f"{MODELS_HINT}", code="model_not_found", param="model")
+    except ApiError as err:
+        return error_response(protocol, err)
+    if anthropic_client:
+        payload: dict[str, Any] = {"type": "model", "id": m.model_id, "display_name": m.model_id,
+                                   "created_at": _iso(m.created_at)}
+    else:
+        payload = {"id": m.model_id, "object": "model", "created": m.created_at, "owned_by": "a2agent"}
+    payload["context_window"] = m.context_window
+    return Response(orjson.dumps(payload), media_type="application/json")
+
+
 def _iso(ts: int) -> str:
     import datetime as dt
 
@@ -303,7 +392,11 @@ routes = [
     Route("/v1/messages", messages, methods=["POST"]),
     Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
     Route("/v1/embeddings", embeddings, methods=["POST"]),
+    Route("/v1/responses", responses, methods=["POST"]),
+    Route("/responses", responses, methods=["POST"]),
     Route("/v1/models", list_models, methods=["GET"]),
+    Route("/v1/codex/models", codex_models, methods=["GET"]),
+    Route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"]),
     Route("/v1/usage", key_usage, methods=["GET"]),
     Route("/api/hello", ok_probe, methods=["GET", "HEAD"]),
     Route("/api/event_logging/batch", event_logging, methods=["POST"]),

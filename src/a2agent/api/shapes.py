@@ -39,6 +39,9 @@ _TOP: dict[str, tuple[tuple[type, ...], str]] = {
     "output_config": ((dict,), "an object"),
     "user": ((str,), "a string"),
     "parallel_tool_calls": ((bool,), "a boolean"),
+    "reasoning": ((dict,), "an object"),  # responses
+    "text": ((dict,), "an object"),  # responses
+    "include": ((list,), "an array"),  # responses
 }
 _STRING_LISTS = ("stop", "stop_sequences")
 _OBJECT_LISTS = ("tools", "system")

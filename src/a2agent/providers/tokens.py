@@ -17,6 +17,7 @@ Counter = Callable[[str], int]
 def prompt_text(body: dict[str, Any]) -> str:
     """The text a model reads from a request body of either protocol (for counting only)."""
     parts = prompt_strings(body.get("system"), body.get("messages"), body.get("tools"),
+                           body.get("instructions"), body.get("input"),  # responses
                            dumps=lambda v: orjson.dumps(v).decode())
     return "\n".join(parts)
 
@@ -55,7 +56,14 @@ class TokenCounts:
     async def count(self, entry: Any, body: dict[str, Any], caller_headers: dict[str, str]) -> int:
         for route in entry.routes:
             if route.channel.protocol == "anthropic" and route.channel.enabled:
-                return await self._upstream_count(route, body, caller_headers)
+                try:
+                    return await self._upstream_count(route, body, caller_headers)
+                except ApiError as err:
+                    # many Anthropic-compatible upstreams have no count endpoint (404/405): our
+                    # own count beats relaying a not_found_error that reads "model not found"
+                    if err.status not in (404, 405):
+                        raise
+                break
         from a2agent.translate.tokens import count_message_tokens
 
         for route in entry.routes:  # the model's own tokenizer when the gateway has it

@@ -22,7 +22,7 @@ from a2agent.billing.money import Prices
 from a2agent.store.db import Database, affected
 from a2agent.store.models import Channel, Model, ModelPrice, ModelRoute, StateVersion, utcnow
 
-PROTOCOLS = ("openai", "anthropic")
+PROTOCOLS = ("openai", "anthropic", "responses")
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ class ModelEntry:
     prices: Prices
     routes: tuple[Route, ...]
     created_at: int = 0
+    max_output_tokens: int | None = None  # the upstream's largest answer (clamps max_tokens)
 
     @property
     def protocols(self) -> list[str]:
@@ -179,6 +180,7 @@ class Catalog:
                 ),
                 routes=tuple(sorted(by_model.get(m.id, []), key=lambda r: -r.priority)),
                 created_at=int(m.created_at.timestamp()),
+                max_output_tokens=m.max_output_tokens,
             )
         return Snapshot(
             version=int(version or 0),
@@ -307,6 +309,7 @@ class Catalog:
         context_window: int | None = None,
         priority: int | None = None,
         weight: int | None = None,
+        max_output_tokens: int | None = None,
     ) -> Model:
         """Create a model, or add another channel route to an existing one.
 
@@ -325,6 +328,8 @@ class Catalog:
                 raise ValueError(f"{label} price must not be negative")
         if context_window is not None and context_window < 1:
             raise ValueError("context window must be a positive number of tokens")
+        if max_output_tokens is not None and max_output_tokens < 1:
+            raise ValueError("max output must be a positive number of tokens")
         async with self.db.write() as s:
             ch = await s.scalar(select(Channel).where(Channel.name == channel))
             if ch is None:
@@ -336,6 +341,8 @@ class Catalog:
                 await s.flush()
             elif context_window is not None:
                 model.context_window = context_window
+            if max_output_tokens is not None:
+                model.max_output_tokens = max_output_tokens
             await self._set_price(s, model, prices)
             route = await s.scalar(
                 select(ModelRoute).where(

@@ -60,7 +60,7 @@ class RequestContext:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     ttfb_ms: int | None = None
     route: Route | None = None  # the channel tried last (a failed request is recorded against it)
-    endpoint: str = "chat"  # chat | messages | embeddings
+    endpoint: str = "chat"  # chat | messages | embeddings | responses
     # set by Relay.prepare, before admission: the routes from the first that can carry the
     # request, its adapter (body translated and encoded), and the balance hold it needs
     plan: tuple[list[Route], Adapter] | None = None

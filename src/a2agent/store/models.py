@@ -120,6 +120,7 @@ class Model(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_id: Mapped[str] = mapped_column(String(200), unique=True)
     context_window: Mapped[int | None] = mapped_column(Integer)
+    max_output_tokens: Mapped[int | None] = mapped_column(Integer)  # clamps callers' max_tokens
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     price_id: Mapped[int | None] = mapped_column(Integer)  # current row in model_prices
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

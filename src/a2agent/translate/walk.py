@@ -70,7 +70,7 @@ def estimate_tokens(*values: Any, max_depth: int = MAX_JSON_DEPTH) -> int:
 # members whose value a model reads (for counting with a tokenizer); objects among them
 # (tool schemas, tool inputs) count as their compact JSON
 _PROMPT_KEYS = frozenset({"text", "content", "system", "arguments", "name", "description", "input",
-                          "parameters", "input_schema", "thinking"})
+                          "parameters", "input_schema", "thinking", "output"})
 _PROMPT_CONTAINERS = frozenset({"function", "tool_calls"})
 
 

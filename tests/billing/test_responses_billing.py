@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +17,9 @@ import pytest
 
 from a2agent.billing.money import cost_micro
 from a2agent.billing.verify import verify
-from tests.conftest import Env
+from tests.billing.test_exit_paths import _prepare_cli_env, _records
+from tests.conftest import Env, run_cli
+from tests.support.gateway import GatewayProcess
 from tests.dataplane.conftest import wait_for
 from tests.support.script import Script, Usage
 
@@ -136,3 +140,55 @@ def test_concurrent_responses_with_faults(env_both: Env) -> None:
     records = _books(env, acc.id)
     assert len(records) == n
     assert env.balance(acc.id) == 50_000_000 - sum(r.cost_micro for r in records)
+
+
+def _responses_streams(url: str, key: str, n: int, started: list[int], ends: list[str]) -> None:
+    async def main() -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            async def one(i: int) -> None:
+                body = {"model": "m", "stream": True, "input": f"s{i}"}
+                last = "none"
+                try:
+                    async with client.stream("POST", "/v1/responses", json=body,
+                                             headers={"authorization": f"Bearer {key}"}) as r:
+                        async for line in r.aiter_lines():
+                            started.append(i)
+                            if line.startswith("data: "):
+                                last = orjson.loads(line[6:])["type"]
+                except httpx.HTTPError:
+                    last = "broken"
+                ends.append(last)
+
+            await asyncio.gather(*(one(i) for i in range(n)))
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("signal_name", ["sigterm", "sigkill"])
+def test_responses_streams_across_shutdown(tmp_path: Path, upstream: Any, signal_name: str) -> None:
+    """SIGTERM: in-flight Responses streams finish (response.completed) and settle as ok.
+    SIGKILL: their pending records are settled at the next start (recovered)."""
+    env, key = _prepare_cli_env(tmp_path, upstream)
+    words = 60 if signal_name == "sigterm" else 400
+    upstream.set_default(Script(text=" ".join(["word"] * words), chunk_delay=0.03))
+    gw = GatewayProcess(tmp_path / "data").start()
+    started: list[int] = []
+    ends: list[str] = []
+    t = threading.Thread(target=_responses_streams, args=(gw.url, key, 4, started, ends), daemon=True)
+    t.start()
+    wait_for(lambda: len(set(started)) == 4, 30, "the streams to start")
+    if signal_name == "sigterm":
+        assert gw.terminate(60) == 0
+        t.join(30)
+        assert ends == ["response.completed"] * 4
+        rows = _records(tmp_path / "data")
+        assert all(r["status"] == "ok" and r["protocol"] == "responses" and r["usage_source"] == "upstream"
+                   for r in rows) and len(rows) == 4
+    else:
+        gw.kill()
+        t.join(30)
+        assert len([r for r in _records(tmp_path / "data") if r["settled_at"] is None]) == 4
+        with GatewayProcess(tmp_path / "data", port=gw.port):
+            rows = _records(tmp_path / "data")
+        assert all(r["status"] == "recovered" and r["cost_micro"] > 0 for r in rows) and len(rows) == 4
+    assert run_cli("db", "verify", env=env).returncode == 0

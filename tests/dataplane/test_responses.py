@@ -65,7 +65,7 @@ def test_text_stream_and_nonstream_agree(denv: Any, lane: str) -> None:
     if lane == "chat":
         assert body["messages"][0] == {"role": "system", "content": "Be brief."}
     else:
-        assert body["system"] == "Be brief." and body["max_tokens"] > 0
+        assert body["system"][0]["text"] == "Be brief." and body["max_tokens"] > 0
     recs = t.records()
     assert [r.protocol for r in recs] == ["responses", "responses"]
     assert all(r.cost_micro == expected_cost(30, 4, cache_read=10) for r in recs)
@@ -127,7 +127,7 @@ def test_history_round_trip_reaches_upstream(denv: Any, lane: str) -> None:
         assert [tc["function"]["name"] for tc in msgs[2]["tool_calls"]] == ["exec_command", "apply_patch"]
         assert msgs[2]["tool_calls"][1]["function"]["arguments"] == '{"input":"PATCH"}'
     else:
-        assert sent["system"] == "dev rules"
+        assert sent["system"][0]["text"] == "dev rules"
         msgs = sent["messages"]
         assert [m["role"] for m in msgs] == ["user", "assistant", "user"]
         assert msgs[1]["content"][0] == {"type": "thinking", "thinking": "hm", "signature": "sig-abc"}

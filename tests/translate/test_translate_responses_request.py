@@ -72,7 +72,10 @@ def test_codex_captures_to_messages(name: str) -> None:
     body = capture(name)
     out = to_messages(body, reasoning=True)
     developer = [p["text"] for i in body["input"] if i.get("role") == "developer" for p in i["content"]]
-    assert out["system"] == "\n\n".join(developer)
+    assert out["system"] == [{"type": "text", "text": "\n\n".join(developer),
+                              "cache_control": {"type": "ephemeral"}}]
+    assert out["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
+    assert sum("cache_control" in b for m in out["messages"] for b in m["content"]) == 1
     roles = [m["role"] for m in out["messages"]]
     assert all(a != b for a, b in itertools.pairwise(roles)), roles  # strictly alternating
     assert roles[0] == "user"
@@ -182,7 +185,7 @@ def test_content_parts() -> None:
     ant = to_messages(body)
     assert ant["messages"][0]["content"][1] == {"type": "image", "source": {
         "type": "base64", "media_type": "image/png", "data": "AAAA"}}
-    assert ant["system"] == "late rule"
+    assert ant["system"][0]["text"] == "late rule"
 
 
 @pytest.mark.parametrize("patch,param", [
@@ -221,5 +224,5 @@ def test_output_schema() -> None:
                                                             "strict": True}}}
     assert to_chat(body)["response_format"] == {"type": "json_schema", "json_schema": {
         "name": "out", "schema": schema, "strict": True}}
-    system = to_messages(body)["system"]
+    system = to_messages(body)["system"][0]["text"]
     assert system.startswith("Respond with a single JSON value") and '"boolean"' in system

@@ -8,6 +8,9 @@ Request choices:
 
 * ``instructions`` and every ``developer``/``system`` message → the top-level ``system``
   (Messages has no system turn inside the history), joined with blank lines.
+* Prompt caching (``prompt_cache_key`` has no Messages equivalent): cache breakpoints on the
+  system prompt and on the newest user block, so each request of an agent loop reads the
+  previous one's prefix from the cache.
 * Consecutive call items (and the assistant text and reasoning before them) → ONE assistant
   message with ``tool_use`` blocks; their outputs → ONE user message of ``tool_result`` blocks
   (a user message right after joins it: roles must alternate).
@@ -59,6 +62,7 @@ DEFAULT_MAX_TOKENS = 8192
 ANSWER_ROOM = 4096
 THINKING_BUDGETS = {"low": 2048, "medium": 8192, "high": 16384}
 REDACTED = "redacted:"
+EPHEMERAL = {"type": "ephemeral"}
 
 
 def responses_request_to_messages(body: dict[str, Any], *, upstream_model: str, reasoning: bool = False,
@@ -109,7 +113,8 @@ def responses_request_to_messages(body: dict[str, Any], *, upstream_model: str, 
     elif isinstance(fmt, dict) and fmt.get("type") == "json_object":
         system.append(JSON_OBJECT_INSTRUCTION)
     if system:
-        out["system"] = "\n\n".join(system)
+        out["system"] = [{"type": "text", "text": "\n\n".join(system), "cache_control": EPHEMERAL}]
+    _cache_last_turn(messages)
     limit = body.get("max_output_tokens")
     max_tokens = limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else (
         max_output or DEFAULT_MAX_TOKENS)
@@ -145,6 +150,15 @@ def responses_request_to_messages(body: dict[str, Any], *, upstream_model: str, 
     if body.get("stream"):
         out["stream"] = True
     return out, tmap
+
+
+def _cache_last_turn(messages: list[dict[str, Any]]) -> None:
+    """A cache breakpoint on the newest user block: Codex re-sends the whole history every
+    request, so the next request reads all of this one from the prompt cache."""
+    last = messages[-1]
+    if last["role"] == "user" and last["content"] and last["content"][-1].get("type") in (
+            "text", "tool_result", "image"):
+        last["content"][-1] = {**last["content"][-1], "cache_control": EPHEMERAL}
 
 
 def _thinking_allowed(messages: list[dict[str, Any]]) -> bool:

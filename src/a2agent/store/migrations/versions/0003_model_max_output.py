@@ -1,7 +1,7 @@
 """models.max_output_tokens: the upstream's largest answer, to clamp callers' max_tokens
 
-Revision ID: 0002_14_model_max_output
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-12-01 15:00:00
 """
 
@@ -9,8 +9,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0002_14_model_max_output'
-down_revision = '0001'
+revision = '0003'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 

@@ -1,6 +1,6 @@
 """balance holds: accounts.reserved_micro and request_records.reserved_micro (reserve, then settle)
 
-Revision ID: 0002_issue13_reservations
+Revision ID: 0002
 Revises: 0001
 Create Date: 2026-12-01 15:00:00
 """
@@ -8,7 +8,7 @@ Create Date: 2026-12-01 15:00:00
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0002_issue13_reservations'
+revision = '0002'
 down_revision = '0001'
 branch_labels = None
 depends_on = None

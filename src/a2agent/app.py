@@ -50,7 +50,7 @@ class Gateway:
         self.pool = UpstreamPool(settings)
         self.health = ChannelHealth()
         self.selector = Selector(self.health)
-        self.admission = Admission(settings, redis=self.services.redis)
+        self.admission = Admission(settings, redis=self.services.redis, hot=self.services.hot)
         self.usage = UsageQueries(self.services.db)
         self.metrics = Metrics()
         self.token_counts = TokenCounts(self)
@@ -238,6 +238,10 @@ def create_app(settings: Settings, gateway: Gateway | None = None, *, console: b
         Route("/metrics", metrics, methods=["GET"]),
         *api_routes.routes,
     ]
+    if settings.payments_enabled:
+        from a2agent.api.stripe_webhook import stripe_webhook
+
+        routes.append(Route("/webhooks/stripe", stripe_webhook, methods=["POST"]))
     if console:
         from a2agent.console.web import console_routes
 

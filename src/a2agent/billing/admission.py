@@ -21,6 +21,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 
 from a2agent.api.errors import ApiError
 from a2agent.auth.accounts import KeyPrincipal
+from a2agent.billing.spend import check_spend_limit
 from a2agent.config import Settings
 
 log = logging.getLogger("a2agent.admission")
@@ -105,8 +106,9 @@ class RedisConcurrency:
 
 
 class Admission:
-    def __init__(self, settings: Settings, redis: Any = None) -> None:
+    def __init__(self, settings: Settings, redis: Any = None, hot: Any = None) -> None:
         self.settings = settings
+        self.hot = hot  # store.hotpath, for the monthly spend limit
         local = ConcurrencyCounter()
         self.concurrency: ConcurrencyCounter | RedisConcurrency = local
         self.local_window = MovingWindowRateLimiter(storage_from_string("async+memory://"))
@@ -130,6 +132,8 @@ class Admission:
     async def admit(self, p: KeyPrincipal) -> Callable[[], None]:
         """Raises ApiError; on success returns the release function for the concurrency slot."""
         self.check_account(p)
+        if p.spend_limit_micro is not None and self.hot is not None:
+            await check_spend_limit(self.hot, p.account_id, p.spend_limit_micro)
         cap = p.max_concurrency if p.max_concurrency is not None else self.settings.account_max_concurrency
         token = await self.concurrency.try_acquire(p.account_id, cap)
         if token is None:

@@ -156,7 +156,7 @@ class ScriptedStripe:
     async def _checkout_page(self, request: Request) -> Response:
         s = self.sessions[request.path_params["sid"]]
         return HTMLResponse(
-            f"<!doctype html><title>Scripted Checkout</title><h1>Pay ${s['amount_total'] / 100:.2f}"
+            f"<!doctype html><title>Scripted Checkout</title><link rel=icon href=\"data:,\"><h1>Pay ${s['amount_total'] / 100:.2f}"
             f"</h1><form method=post><button id=pay>Pay</button></form>"
             f"<a id=back href=\"{s['cancel_url']}\">Back</a>")
 

@@ -46,7 +46,8 @@ async def billing_page(c: Console, request: Request, viewer: Viewer, **extra: An
     payments = c.services.payments
     response = c.page(
         request, "billing.html", viewer, account=account, rows=rows, page=page,
-        has_next=has_next, kind=kind, kinds=list(ledger_rows.KINDS.items()),
+        has_next=has_next, kind=kind,
+        count=await c.services.ledger.count_entries(viewer.account_id), kinds=list(ledger_rows.KINDS.items()),
         names=await queries.key_names(db, viewer.account_id),
         insight=spend.insight(mtd, today, account.spend_limit_micro),
         payments_on=payments is not None,

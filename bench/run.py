@@ -139,7 +139,10 @@ class Bench:
         for label, a in acc.items():
             net = max(a["cpu_s"] - idle * a["wall_s"], 0.0)
             n = int(a["requests"])
-            per = (lambda x: round(x / n * 1e6, 1)) if n else (lambda x: None)
+
+            def per(x: float, n: int = n) -> float | None:
+                return round(x / n * 1e6, 1) if n else None
+
             out[label] = {"requests": n, "cpu_s": round(a["cpu_s"], 3),
                           "idle_correction_s": round(idle * a["wall_s"], 4),
                           "us_per_request": per(net),

@@ -35,6 +35,18 @@ def _psql(sql: str) -> None:
     asyncio.run(run())
 
 
+_UNIT_DIRS = ("unit", "translate")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The fast tier (`pytest -m unit`): pure code, no server and no database server."""
+    root = Path(__file__).resolve().parent
+    for item in items:
+        rel = Path(str(item.fspath)).resolve().relative_to(root)
+        if rel.parts and rel.parts[0] in _UNIT_DIRS:
+            item.add_marker(pytest.mark.unit)
+
+
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database, dropped afterwards."""

@@ -7,6 +7,7 @@ import os
 import secrets
 import signal
 import sys
+from typing import Any
 
 import uvicorn
 
@@ -83,10 +84,11 @@ def run_server(settings: Settings, config_file: str | None = None) -> None:
     sys.stdout.write(banner(settings, admin_password))
     sys.stdout.flush()
     _export_env(settings, config_file)
-    common = dict(host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False,
-                  log_config=None,
-                  loop="uvloop", http="httptools", timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
-                  proxy_headers=True, forwarded_allow_ips="127.0.0.1")
+    common: dict[str, Any] = dict(
+        host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False,
+        log_config=None, loop="uvloop", http="httptools",
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        proxy_headers=True, forwarded_allow_ips="127.0.0.1")
     # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal: end cleanly instead, so the
     # local model is stopped below and the exit status says the shutdown was orderly.
     signal.signal(signal.SIGTERM, _exit_cleanly)

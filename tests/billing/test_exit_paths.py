@@ -12,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import openai
-import pytest
 
 from a2agent.billing.money import cost_micro
 from a2agent.billing.verify import verify

@@ -133,7 +133,7 @@ async def test_many_concurrent_settlements_keep_balance_equal_to_ledger(services
     pendings = [await _pending(services, acc.id, key.id, f"req_c{i}", prices) for i in range(60)]
     outcomes = [Outcome(status="ok", input_tokens=100 + i, output_tokens=7 * i, usage_source="upstream")
                 for i in range(60)]
-    await asyncio.gather(*(services.ledger.settle(p, o) for p, o in zip(pendings, outcomes)))
+    await asyncio.gather(*(services.ledger.settle(p, o) for p, o in zip(pendings, outcomes, strict=False)))
     expected = sum(cost_micro(prices, o.input_tokens, o.output_tokens) for o in outcomes)
     assert (await services.accounts.get(acc.id)).balance_micro == 50_000_000 - expected
     assert await verify(services.db) == []

@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from a2agent.auth.accounts import NotFound
+
 from tests.support.gateway import ThreadedGateway, make_settings
 
 USER_PAGES = ["/", "/keys", "/usage", "/billing", "/models", "/docs", "/account", "/key-usage"]
@@ -177,7 +179,7 @@ def test_signup_rules_and_toggle(env: Any, client_for: Any) -> None:
     d.get("/login")
     r = d.post("/signup", {"email": "late@example.com", "password": "longenough", "confirm": "longenough"})
     assert r.status_code == 403
-    with pytest.raises(Exception):
+    with pytest.raises(NotFound):
         env.call(env.services.accounts.by_email("late@example.com"))
     assert admin.post("/admin/settings", {"signup_enabled": "1"}).status_code == 303
     e = client_for()

@@ -64,8 +64,8 @@ def test_bad_credentials_are_401_in_the_callers_protocol(denv, tenant, method, p
     denv.call(denv.services.accounts.delete_key(_key_id(denv, tenant.id, doomed)))
     for what, headers in _refusals(denv, tenant.key, doomed):
         r = _send(denv, method, path, body, headers)
-        err = assert_error(r, 401, protocol,
-                           err_type="authentication_error" if protocol == "anthropic" else None)
+        assert_error(r, 401, protocol,
+                     err_type="authentication_error" if protocol == "anthropic" else None)
         assert tenant.key not in r.text and doomed not in r.text, what
     assert denv.upstream.requests == []
     assert tenant.records() == []

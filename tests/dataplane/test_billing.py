@@ -59,7 +59,7 @@ def test_usage_recorded_and_charged_with_cache_tokens(denv, tenant, protocol, st
     records = sorted(tenant.records(), key=lambda r: r.created_at)
     assert len(records) == len(CASES)
     total = 0
-    for rec, (inp, out, cr, cw) in zip(records, CASES):
+    for rec, (inp, out, cr, cw) in zip(records, CASES, strict=False):
         assert rec.status == "ok" and rec.settled_at is not None and rec.usage_source == "upstream"
         assert (rec.input_tokens, rec.output_tokens, rec.cache_read_tokens, rec.cache_write_tokens) == (
             inp, out, cr, cw)

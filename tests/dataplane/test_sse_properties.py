@@ -40,7 +40,7 @@ class Ev:
         if self.name is not None:
             out.append("event: " + self.name)
         out += self.extra
-        for text, tight in zip(self.data, self.tight):
+        for text, tight in zip(self.data, self.tight, strict=False):
             if tight and not text.startswith(" "):
                 out.append("data:" + text)
             else:
@@ -99,7 +99,7 @@ def feed_all(dec: SSEDecoder, pieces: list[bytes]) -> list[SSEEvent]:
 
 def split(data: bytes, at: list[int]) -> list[bytes]:
     bounds = [0, *at, len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:])]
+    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 def triples(evs: list[SSEEvent]) -> list[tuple[str | None, bytes, bytes]]:

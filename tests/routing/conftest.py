@@ -280,7 +280,7 @@ class Rig:
 
     def setup_catalog(self) -> None:
         cat = self.env.services.catalog
-        for name, (protocol, where) in CHANNELS.items():
+        for name, (protocol, _where) in CHANNELS.items():
             self.env.call(cat.add_channel(name, protocol=protocol, base_url=self.base_url(name),
                                           api_key=f"k-{name}"))
         for model, routes in ROUTES.items():

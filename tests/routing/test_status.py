@@ -9,7 +9,6 @@ import secrets
 from typing import Any
 
 import httpx
-import pytest
 
 from a2agent.routing.probe import probe_channel
 from a2agent.routing.status import channel_status

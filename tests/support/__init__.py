@@ -20,7 +20,10 @@ _EXPORTS = {
     "RemoteUpstream": "remote",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "DEFAULT_TEXT", "RecordedRequest", "RemoteUpstream", "Script", "ScriptedUpstream", "ToolCall",
+    "Usage", "estimate_input_tokens",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -59,7 +59,7 @@ def content_blocks(script: Script, mid: str, default_text: str) -> list[dict]:
     text = script.full_text(default_text)
     if text or not script.tool_calls:
         blocks.append({"type": "text", "text": text})
-    for tid, tc in zip(tool_use_ids(script, mid), script.tool_calls):
+    for tid, tc in zip(tool_use_ids(script, mid), script.tool_calls, strict=False):
         blocks.append({"type": "tool_use", "id": tid, "name": tc.name, "input": tc.input_object()})
     return blocks
 
@@ -134,7 +134,7 @@ def stream_frames(script: Script, *, mid: str, model: str, usage: ResolvedUsage,
             delta({"type": "text_delta", "text": piece})
         close_block()
 
-    for tid, tc in zip(tool_use_ids(script, mid), script.tool_calls):
+    for tid, tc in zip(tool_use_ids(script, mid), script.tool_calls, strict=False):
         open_block({"type": "tool_use", "id": tid, "name": tc.name, "input": {}})
         delta({"type": "input_json_delta", "partial_json": ""})
         for frag in tc.argument_fragments():

@@ -78,7 +78,7 @@ def completion(
     if script.tool_calls:
         message["tool_calls"] = [
             {"id": cid, "type": "function", "function": {"name": tc.name, "arguments": tc.arguments_json}}
-            for cid, tc in zip(tool_call_ids(script, rid), script.tool_calls)
+            for cid, tc in zip(tool_call_ids(script, rid), script.tool_calls, strict=False)
         ]
     body: dict[str, Any] = {
         "id": rid,
@@ -138,7 +138,7 @@ def stream_frames(
 
     if script.tool_calls:
         per_call: list[list[dict]] = []
-        for index, (cid, tc) in enumerate(zip(tool_call_ids(script, rid), script.tool_calls)):
+        for index, (cid, tc) in enumerate(zip(tool_call_ids(script, rid), script.tool_calls, strict=False)):
             deltas = [
                 {"index": index, "id": cid, "type": "function", "function": {"name": tc.name, "arguments": ""}}
             ]

@@ -36,7 +36,7 @@ def split(draw: st.DrawFn, text: str) -> list[str]:
     """Cut ``text`` into fragments at random points (empty fragments allowed)."""
     cuts = sorted(draw(st.lists(st.integers(0, len(text)), max_size=5)))
     bounds = [0, *cuts, len(text)]
-    return [text[a:b] for a, b in zip(bounds, bounds[1:])]
+    return [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 @dataclass
@@ -152,7 +152,7 @@ def test_openai_chunks_become_a_valid_anthropic_stream(stream):
     assert "".join(b.thinking for b in blocks if b.type == "thinking") == meaning["thinking"]
     tool_blocks = [b for b in blocks if b.type == "tool_use"]
     assert [(b.name, b.input) for b in tool_blocks] == [(t.name, t.args) for t in meaning["tools"]]
-    for block, spec in zip(tool_blocks, meaning["tools"]):
+    for block, spec in zip(tool_blocks, meaning["tools"], strict=False):
         assert block.id == spec.id if spec.id else block.id.startswith("toolu_")
     assert message.stop_reason == finish_to_stop_reason(meaning["finish"], has_tool_calls=bool(meaning["tools"]))
     if meaning["usage"]:

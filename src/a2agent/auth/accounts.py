@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,7 @@ from sqlalchemy import func, select, update
 
 from a2agent.auth.keys import KeyHasher, display_parts, generate_key, looks_like_key
 from a2agent.auth.passwords import hash_password
-from a2agent.store.db import Database
+from a2agent.store.db import Database, affected
 from a2agent.store.models import Account, ApiKey, utcnow
 
 
@@ -108,7 +109,7 @@ class Accounts:
             result = await s.execute(
                 update(Account).where(Account.id == account_id).values(suspended=suspended)
             )
-            if result.rowcount == 0:
+            if affected(result) == 0:
                 raise NotFound(f"no account with id {account_id}")
 
     async def set_password(self, account_id: int, password: str) -> None:
@@ -160,7 +161,7 @@ class Accounts:
             await s.flush()
         return key, value
 
-    async def list_keys(self, account_id: int, *, include_deleted: bool = False) -> list[ApiKey]:
+    async def list_keys(self, account_id: int, *, include_deleted: bool = False) -> builtins.list[ApiKey]:
         q = select(ApiKey).where(ApiKey.account_id == account_id).order_by(ApiKey.id)
         if not include_deleted:
             q = q.where(ApiKey.deleted_at.is_(None))
@@ -181,7 +182,7 @@ class Accounts:
             q = q.where(ApiKey.account_id == account_id)
         async with self.db.write() as s:
             result = await s.execute(q.values(deleted_at=utcnow()))
-            if result.rowcount == 0:
+            if affected(result) == 0:
                 raise NotFound(f"no API key with id {key_id}")
 
     async def authenticate(self, presented: str) -> KeyPrincipal | None:

@@ -12,7 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import ColumnElement, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from a2agent.auth.accounts import NotFound
 from a2agent.auth.keys import KeyHasher, generate_code, normalize_code
@@ -72,7 +73,8 @@ class Ledger:
 
     # ---- balance moves --------------------------------------------------------------------
     @staticmethod
-    async def _move(conn, account_id: int, amount: int, kind: str, *, request_id=None, note=None,  # type: ignore[no-untyped-def]
+    async def _move(conn: AsyncConnection, account_id: int, amount: int, kind: str, *,
+                    request_id: str | None = None, note: str | None = None,
                     payment_id: int | None = None, reference: str | None = None) -> int:
         """Inside a transaction: change the balance and append the entry. Returns balance after."""
         if kind not in LEDGER_KINDS:
@@ -234,7 +236,7 @@ class Ledger:
             RequestRecord.input_estimate,
             RequestRecord.price_id,
         ).where(RequestRecord.settled_at.is_(None))
-        conds = []
+        conds: list[ColumnElement[bool]] = []
         if dead_instance_ids:
             conds.append(RequestRecord.instance_id.in_(dead_instance_ids))
         if older_than is not None:

@@ -7,9 +7,12 @@ Stripe). Objects come back as plain dicts in Stripe's documented shapes.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from stripe.params.checkout import SessionCreateParams
 
 CENT_MICRO = 10_000  # 1 US cent in micro-USD
 SIGNATURE_TOLERANCE = 300  # seconds; Stripe's documented default
@@ -58,7 +61,7 @@ class StripeApi:
     async def create_checkout_session(self, *, account_id: int, email: str, amount_cents: int,
                                       success_url: str, cancel_url: str) -> dict[str, Any]:
         metadata = {"a2agent_account_id": str(account_id), "purpose": "balance_topup"}
-        params: dict[str, Any] = {
+        params: SessionCreateParams = {
             "mode": "payment",
             "line_items": [{
                 "quantity": 1,
@@ -95,7 +98,7 @@ class StripeApi:
         return result
 
     async def close(self) -> None:
-        await self._http.close_async()
+        await self._http.close_async()  # type: ignore[no-untyped-call]
 
 
 def card_method(charge: Any) -> str | None:

@@ -24,7 +24,7 @@ _NAMES = ("requests", "input_tokens", "output_tokens", "cache_read_tokens", "cac
 
 
 def _row(values: Any) -> dict[str, int]:
-    return {k: int(v or 0) for k, v in zip(_NAMES, values)}
+    return {k: int(v or 0) for k, v in zip(_NAMES, values, strict=False)}
 
 
 class UsageQueries:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import select
 
 from a2agent.billing.money import Prices, cost_micro, micro_to_usd
@@ -80,5 +82,5 @@ async def verify(db: Database) -> list[str]:
     return problems
 
 
-def _naive(value):  # type: ignore[no-untyped-def]
+def _naive(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=None) if getattr(value, "tzinfo", None) else value

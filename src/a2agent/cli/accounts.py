@@ -164,6 +164,7 @@ async def key_create(services: Services, email: str, label: str | None) -> None:
 async def key_list(services: Services, email: str, as_json: bool) -> None:
     """List an account's keys (masked)."""
     a = await services.accounts.by_email(email)
+    keys = await services.accounts.list_keys(a.id)
     rows = [
         {
             "id": k.id,
@@ -172,14 +173,15 @@ async def key_list(services: Services, email: str, as_json: bool) -> None:
             "created": k.created_at.isoformat(),
             "last_used": k.last_used_at.isoformat() if k.last_used_at else None,
         }
-        for k in await services.accounts.list_keys(a.id)
+        for k in keys
     ]
     if as_json:
         _echo_json(rows)
         return
-    for r in rows:
-        click.echo(f"{r['id']:>5}  {r['name']:24} {r['masked_key']:20} created {r['created'][:19]}"
-                   f"  last used {(r['last_used'] or 'never')[:19]}")
+    for k in keys:
+        used = k.last_used_at.isoformat()[:19] if k.last_used_at else "never"
+        click.echo(f"{k.id:>5}  {k.name:24} {k.masked:20} created {k.created_at.isoformat()[:19]}"
+                   f"  last used {used}")
 
 
 @key.command("delete")

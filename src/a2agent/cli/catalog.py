@@ -191,6 +191,7 @@ async def model_add(services: Services, model_id: str, channel_name: str, upstre
 @run_async
 async def model_list(services: Services, as_json: bool) -> None:
     """List models with prices (USD per 1M tokens) and routes."""
+    models = await services.catalog.list_models()
     rows = [
         {
             "id": m.model_id,
@@ -205,14 +206,15 @@ async def model_list(services: Services, as_json: bool) -> None:
                 for r in m.routes
             ],
         }
-        for m in await services.catalog.list_models()
+        for m in models
     ]
     if as_json:
         _echo_json(rows)
         return
-    for r in rows:
-        routes = ", ".join(f"{x['channel']}:{x['upstream_model']}" for x in r["routes"])
-        click.echo(f"{r['id']:32} in {r['input_price']} out {r['output_price']} per 1M  [{routes}]")
+    for m in models:
+        routes = ", ".join(f"{x.channel.name}:{x.upstream_model}" for x in m.routes)
+        click.echo(f"{m.model_id:32} in {micro_to_usd(m.prices.input)} "
+                   f"out {micro_to_usd(m.prices.output)} per 1M  [{routes}]")
 
 
 @model.command("remove")

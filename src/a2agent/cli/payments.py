@@ -49,5 +49,6 @@ async def payments_list(services: Services, email: str | None, include_open: boo
         return
     for r in rows:
         refunded = f"  refunded {r['refunded_usd']}" if r["refunded_usd"] != "0.000000" else ""
-        click.echo(f"{r['id']:>6}  {(r['paid'] or r['created'])[:19]}  {r['email']:32} "
+        when = str(r["paid"] or r["created"])[:19]
+        click.echo(f"{r['id']:>6}  {when}  {r['email']:32} "
                    f"{r['amount_usd']:>14} USD  {r['status']:10} {r['stripe_session_id']}{refunded}")

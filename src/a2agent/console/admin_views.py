@@ -164,7 +164,7 @@ async def create_codes(c: Console, request: Request, viewer: Viewer) -> Response
 async def usage_page(c: Console, request: Request, viewer: Viewer) -> Response:
     db = c.services.db
     period = period_from(request)
-    scope = dict(account_id=None, start=period.start, end=period.end)
+    scope: dict[str, Any] = dict(account_id=None, start=period.start, end=period.end)
     days = await queries.daily(db, **scope)
     by_account = sorted(await queries.grouped(db, DailyUsage.account_id, **scope),
                         key=lambda kv: -kv[1]["cost_micro"])[:100]

@@ -22,7 +22,7 @@ _SUMS = tuple(func.coalesce(func.sum(getattr(DailyUsage, m)), 0) for m in METRIC
 
 
 def _sums(values: Any) -> dict[str, int]:
-    row = {m: int(v or 0) for m, v in zip(METRICS, values)}
+    row = {m: int(v or 0) for m, v in zip(METRICS, values, strict=False)}
     row["tokens"] = (row["input_tokens"] + row["output_tokens"] + row["cache_read_tokens"]
                      + row["cache_write_tokens"])
     return row

@@ -100,7 +100,8 @@ async def usage_page(c: Console, request: Request, viewer: Viewer) -> Response:
         key_id = parse_id(raw_key)
         if key_id is None or not await queries.owned_key(db, viewer.account_id, key_id):
             return c.not_found(request, viewer)
-    scope = dict(account_id=viewer.account_id, start=period.start, end=period.end, key_id=key_id)
+    scope: dict[str, Any] = dict(account_id=viewer.account_id, start=period.start, end=period.end,
+                                 key_id=key_id)
     days = await queries.daily(db, **scope)
     by_key = await queries.grouped(db, DailyUsage.key_id, **scope)
     by_model = await queries.grouped(db, DailyUsage.model, **scope)

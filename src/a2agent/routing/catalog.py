@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from a2agent.auth.accounts import Conflict, NotFound
 from a2agent.billing.money import Prices
-from a2agent.store.db import Database
+from a2agent.store.db import Database, affected
 from a2agent.store.models import Channel, Model, ModelPrice, ModelRoute, StateVersion, utcnow
 
 PROTOCOLS = ("openai", "anthropic")
@@ -101,13 +102,13 @@ def validate_base_url(url: str) -> str:
     return url.strip().rstrip("/")
 
 
-async def _bump(session) -> None:  # type: ignore[no-untyped-def]
+async def _bump(session: AsyncSession) -> None:
     result = await session.execute(
         update(StateVersion)
         .where(StateVersion.name == "catalog")
         .values(version=StateVersion.version + 1)
     )
-    if result.rowcount == 0:
+    if affected(result) == 0:
         session.add(StateVersion(name="catalog", version=1))
 
 
@@ -243,7 +244,7 @@ class Catalog:
             values["extra_headers"] = json.dumps(values["extra_headers"])
         async with self.db.write() as s:
             result = await s.execute(update(Channel).where(Channel.name == name).values(**values))
-            if result.rowcount == 0:
+            if affected(result) == 0:
                 raise NotFound(f"no channel named {name}")
             await _bump(s)
 
@@ -331,7 +332,7 @@ class Catalog:
         return model
 
     @staticmethod
-    async def _set_price(session, model: Model, prices: Prices) -> None:  # type: ignore[no-untyped-def]
+    async def _set_price(session: AsyncSession, model: Model, prices: Prices) -> None:
         if model.price_id is not None:
             current = await session.get(ModelPrice, model.price_id)
             if current is not None and (

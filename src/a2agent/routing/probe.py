@@ -41,7 +41,7 @@ def _error_text(raw: bytes) -> str:
         return text[:200]
     err = body.get("error") if isinstance(body, dict) else None
     if isinstance(err, dict) and isinstance(err.get("message"), str):
-        return err["message"][:200]
+        return str(err["message"])[:200]
     if isinstance(err, str):
         return err[:200]
     return ""

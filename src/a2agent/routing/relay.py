@@ -70,11 +70,11 @@ def upstream_error_message(raw: bytes) -> str | None:
     if isinstance(data, dict):
         err = data.get("error")
         if isinstance(err, dict) and isinstance(err.get("message"), str):
-            return err["message"]
+            return str(err["message"])
         if isinstance(err, str):
             return err
         if isinstance(data.get("message"), str):
-            return data["message"]
+            return str(data["message"])
     return None
 
 

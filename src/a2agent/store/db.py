@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator, cast
 
-from sqlalchemy import event, text
+from sqlalchemy import CursorResult, Result, event, text
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -34,7 +34,7 @@ def _sqlite_engine(url: str, *, writer: bool, pool_size: int) -> AsyncEngine:
     )
 
     @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+    def _on_connect(dbapi_conn, _record):
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
@@ -44,7 +44,7 @@ def _sqlite_engine(url: str, *, writer: bool, pool_size: int) -> AsyncEngine:
         cur.close()
 
     @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn):  # type: ignore[no-untyped-def]
+    def _on_begin(conn):
         conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
     return engine
@@ -105,7 +105,7 @@ class Database:
             await self.read_engine.dispose()
 
 
-def _alembic_config(url: str):  # type: ignore[no-untyped-def]
+def _alembic_config(url: str):
     from alembic.config import Config
 
     cfg = Config()
@@ -129,3 +129,8 @@ async def upgrade(url: str, revision: str = "head") -> None:
 
 def make_migration_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, poolclass=NullPool)
+
+
+def affected(result: Result[Any]) -> int:
+    """Rows matched by an UPDATE/DELETE executed through a session (a ``CursorResult``)."""
+    return cast("CursorResult[Any]", result).rowcount

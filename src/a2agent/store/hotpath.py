@@ -153,7 +153,7 @@ class _Writer:
                 results = await self._run_batch([op for op, _ in batch])
             except Exception as exc:  # noqa: BLE001 - the whole batch failed (e.g. database down)
                 results = [exc] * len(batch)
-            for (_, fut), result in zip(batch, results):
+            for (_, fut), result in zip(batch, results, strict=False):
                 if fut.done():
                     continue
                 if isinstance(result, BaseException):

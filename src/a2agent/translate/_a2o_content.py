@@ -108,7 +108,7 @@ def user_parts(block: dict[str, Any], where: str) -> list[dict[str, Any]]:
     raise TranslationError(f"{where}: content block type {kind!r} is not supported here", where)
 
 
-def _tool_result(block: dict[str, Any], where: str) -> tuple[dict[str, Any], list[dict]]:
+def _tool_result(block: dict[str, Any], where: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One ``role: "tool"`` message, plus parts (images, files) that must move to a user turn."""
     tool_use_id = block.get("tool_use_id")
     if not isinstance(tool_use_id, str) or not tool_use_id:

@@ -27,6 +27,16 @@ def loads(text: str | bytes) -> Any:
         return json.loads(text)
 
 
+def as_obj(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (typed narrowing for callers)."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    """``value`` when it is a JSON array, else an empty one."""
+    return value if isinstance(value, list) else []
+
+
 def is_complete_object(text: str) -> bool:
     """True when ``text`` is one whole JSON object (cheap pre-check on the last char)."""
     stripped = text.rstrip()

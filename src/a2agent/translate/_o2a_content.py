@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._json import input_from_arguments
+from ._json import as_obj, input_from_arguments
 from .errors import TranslationError
 from .ids import new_tool_use_id
 
@@ -50,7 +50,7 @@ def _image_block(part: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def _file_block(part: dict[str, Any], where: str) -> dict[str, Any]:
-    file = part.get("file") if isinstance(part.get("file"), dict) else {}
+    file = as_obj(part.get("file"))
     file_data = file.get("file_data")
     if not isinstance(file_data, str) or not file_data.startswith("data:"):
         raise TranslationError(

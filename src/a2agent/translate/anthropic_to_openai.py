@@ -29,7 +29,7 @@ import hashlib
 from typing import Any
 
 from ._a2o_content import assistant_message, plain_text, user_messages
-from ._json import input_from_arguments
+from ._json import as_obj, input_from_arguments
 from .chat_stream_to_messages import ChatStreamToMessages
 from .errors import TranslationError
 from .ids import new_message_id, new_tool_use_id
@@ -185,8 +185,8 @@ def effort_from_thinking(body: dict[str, Any]) -> str | None:
     ``adaptive``: ``output_config.effort`` (xhigh/max → high), default medium.
     Disabled or absent → ``None``.
     """
-    thinking = body.get("thinking")
-    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    thinking = as_obj(body.get("thinking"))
+    kind = thinking.get("type")
     if kind == "enabled":
         budget = thinking.get("budget_tokens")
         budget = budget if isinstance(budget, int) else 0
@@ -202,7 +202,7 @@ def _response_format(body: dict[str, Any], out: dict[str, Any]) -> None:
     config = body.get("output_config")
     fmt = config.get("format") if isinstance(config, dict) else None
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
-        schema = fmt.get("schema") if isinstance(fmt.get("schema"), dict) else {}
+        schema = as_obj(fmt.get("schema"))
         out["response_format"] = {
             "type": "json_schema",
             "json_schema": {"name": "output", "schema": schema},
@@ -230,12 +230,13 @@ def _message_text(message: dict[str, Any]) -> str:
 
 def _reasoning_text(message: dict[str, Any]) -> str:
     for key in ("reasoning_content", "reasoning"):
-        if isinstance(message.get(key), str) and message[key]:
-            return message[key]
+        value = message.get(key)
+        if isinstance(value, str) and value:
+            return value
     return ""
 
 
-def _tool_use_blocks(message: dict[str, Any], tool_name_map: dict[str, str] | None) -> list[dict]:
+def _tool_use_blocks(message: dict[str, Any], tool_name_map: dict[str, str] | None) -> list[dict[str, Any]]:
     blocks = []
     for call in message.get("tool_calls") or []:
         function = call.get("function") if isinstance(call, dict) else None
@@ -268,7 +269,7 @@ def chat_response_to_messages(
     """
     choices = resp.get("choices") if isinstance(resp, dict) else None
     choice = choices[0] if isinstance(choices, list) and choices else {}
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    message = as_obj(choice.get("message"))
     content: list[dict[str, Any]] = []
     if reasoning := _reasoning_text(message):
         content.append({"type": "thinking", "thinking": reasoning, "signature": ""})

@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._json import is_complete_object
+from ._json import as_obj, is_complete_object
 from .ids import new_message_id, new_tool_use_id
 from .reasons import finish_to_stop_reason, matched_stop_sequence
 from .toolnames import original_tool_name
@@ -164,7 +164,7 @@ class ChatStreamToMessages:
         if self._s.started:
             return []
         self._s.started = True
-        message = {
+        message: dict[str, Any] = {
             "id": self.message_id,
             "type": "message",
             "role": "assistant",
@@ -183,7 +183,7 @@ class ChatStreamToMessages:
 
     def _choice(self, choice: dict[str, Any]) -> list[Event]:
         events: list[Event] = []
-        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        delta = as_obj(choice.get("delta"))
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if isinstance(reasoning, str) and reasoning:
             events.extend(self._data("thinking", reasoning))
@@ -221,7 +221,7 @@ class ChatStreamToMessages:
     def _tool_delta(self, call: dict[str, Any], position: int) -> list[Event]:
         index = self._tool_key(call, position)
         tool = self._s.tools[index]
-        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        function = as_obj(call.get("function"))
         if tool.block is None and isinstance(function.get("name"), str) and function["name"]:
             tool.name = original_tool_name(function["name"], self._names)
         fragment = function.get("arguments")

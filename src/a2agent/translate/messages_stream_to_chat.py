@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ._json import dumps
+from ._json import as_obj, dumps
 from .ids import new_completion_id
 from .reasons import stop_to_finish_reason
 from .usage import Usage, usage_from_anthropic, usage_to_openai
@@ -75,7 +75,7 @@ class MessagesStreamToChat:
             return []
         kind = data.get("type") or event
         if kind == "error":
-            error = data.get("error") if isinstance(data.get("error"), dict) else {}
+            error = as_obj(data.get("error"))
             self._done = True
             return [self.error_chunk(str(error.get("message") or "upstream error"),
                                      str(error.get("type") or "api_error"))]
@@ -128,7 +128,7 @@ class MessagesStreamToChat:
         return self._chunk({}, finish_reason=stop_to_finish_reason(self._stop_reason))
 
     def _on_message_start(self, data: dict[str, Any]) -> list[dict[str, Any]]:
-        message = data.get("message") if isinstance(data.get("message"), dict) else {}
+        message = as_obj(data.get("message"))
         if isinstance(message.get("usage"), dict):
             self._start_usage = dict(message["usage"])
         if self._role_sent:
@@ -136,7 +136,7 @@ class MessagesStreamToChat:
         return [self._chunk({"content": ""})]
 
     def _on_block_start(self, data: dict[str, Any]) -> list[dict[str, Any]]:
-        block = data.get("content_block") if isinstance(data.get("content_block"), dict) else {}
+        block = as_obj(data.get("content_block"))
         kind = block.get("type")
         if kind == "text" and block.get("text"):
             return [self._content("content", block["text"])]
@@ -161,7 +161,7 @@ class MessagesStreamToChat:
         return self._chunk({field: text})
 
     def _on_block_delta(self, data: dict[str, Any]) -> list[dict[str, Any]]:
-        delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
+        delta = as_obj(data.get("delta"))
         kind = delta.get("type")
         if kind == "text_delta" and delta.get("text"):
             return [self._content("content", delta["text"])]
@@ -177,7 +177,7 @@ class MessagesStreamToChat:
         return []
 
     def _on_message_delta(self, data: dict[str, Any]) -> list[dict[str, Any]]:
-        delta = data.get("delta") if isinstance(data.get("delta"), dict) else {}
+        delta = as_obj(data.get("delta"))
         if isinstance(data.get("usage"), dict):
             self._delta_usage.update(data["usage"])
         if delta.get("stop_reason") is None or self._finish_sent:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ._json import dumps
+from ._json import as_list, dumps
 from ._o2a_content import convert_messages
 from .errors import TranslationError
 from .ids import new_completion_id
@@ -239,7 +239,7 @@ def messages_response_to_chat(
     ``tool_use`` → ``tool_calls`` with JSON-string arguments; ``content`` is
     ``null`` when the turn has tool calls and no text.
     """
-    blocks = resp.get("content") if isinstance(resp.get("content"), list) else []
+    blocks = as_list(resp.get("content"))
     blocks = [b for b in blocks if isinstance(b, dict)]
     text = "".join(str(b.get("text", "")) for b in blocks if b.get("type") == "text")
     reasoning = "".join(str(b.get("thinking", "")) for b in blocks if b.get("type") == "thinking")

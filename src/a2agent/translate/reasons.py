@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 _FINISH_TO_STOP = {
     "stop": "end_turn",
     "length": "max_tokens",
@@ -39,7 +41,7 @@ def stop_to_finish_reason(stop_reason: str | None) -> str:
     return _STOP_TO_FINISH.get(stop_reason or "", "stop")
 
 
-def matched_stop_sequence(choice: dict, stop_sequences: list[str] | None) -> str | None:
+def matched_stop_sequence(choice: dict[str, Any], stop_sequences: list[str] | None) -> str | None:
     """The stop string an upstream says it matched, if it says so.
 
     OpenAI does not report it; vLLM puts the string in ``choice.stop_reason``

@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from ._json import dumps
+from ._json import as_obj, dumps
 from .errors import TranslationError
 
 IMAGE_TOKENS = 1600
@@ -79,7 +79,7 @@ class _Tally:
             self.document(block)
 
     def document(self, block: dict[str, Any]) -> None:
-        source = block.get("source") if isinstance(block.get("source"), dict) else {}
+        source = as_obj(block.get("source"))
         self.text(block.get("title"))
         if source.get("type") == "text":
             self.text(source.get("data"))

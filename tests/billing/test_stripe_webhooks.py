@@ -10,6 +10,8 @@ import time
 
 import orjson
 
+from a2agent.billing.verify import verify
+
 from tests.billing.conftest import PayEnv
 from tests.support.stripe_fake import WEBHOOK_SECRET, sign
 
@@ -182,3 +184,37 @@ def test_stripe_unreachable_means_retry_later(pay: PayEnv) -> None:
     r = pay.stripe.deliver(payload, sign(payload))  # Stripe's retry
     assert r.status_code == 200 and pay.env.balance(acc.id) == 10_000_000
     pay.verify_clean()
+
+
+def test_verify_catches_a_double_credit_and_cli_lists_payments(pay: PayEnv) -> None:
+    from a2agent.billing.ledger import Ledger
+    from tests.conftest import run_cli
+
+    acc = pay.env.account(balance_usd=0)
+    sid = pay.start(acc, 10)
+    pay.stripe.pay(sid)
+    pay.stripe.send("checkout.session.completed", pay.stripe.sessions[sid])
+    pay.start(acc, 40)  # opened, never paid
+    settings = pay.env.gw.settings
+    cli_env = {"A2AGENT_DATA_DIR": str(settings.data_dir),
+               "A2AGENT_DATABASE_URL": settings.database_url.replace("+aiosqlite", "")}
+    listed = run_cli("payments", "list", "--json", env=cli_env)
+    assert listed.returncode == 0, listed.stderr
+    rows = orjson.loads(listed.stdout)
+    assert [(r["email"], r["amount_usd"], r["status"], r["method"]) for r in rows] == [
+        (acc.email, "10.000000", "paid", "visa •••• 4242")]
+    everything = orjson.loads(run_cli("payments", "list", "--all", "--json", env=cli_env).stdout)
+    assert [r["status"] for r in everything] == ["open", "paid"]
+    text = run_cli("payments", "list", "--email", acc.email, env=cli_env)
+    assert sid in text.stdout and "10.000000 USD" in text.stdout
+    pay.verify_clean()
+    (entry,) = pay.entries(acc.id)
+
+    async def credit_again() -> None:
+        async with pay.env.services.db.write_conn() as conn:
+            await Ledger._move(conn, acc.id, 10_000_000, "payment", payment_id=entry.payment_id,
+                               reference=sid)
+
+    pay.env.call(credit_again())
+    problems = pay.env.call(verify(pay.env.services.db))
+    assert any(f"payment {entry.payment_id} (paid): ledger has 2 credit(s)" in p for p in problems)

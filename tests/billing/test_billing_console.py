@@ -14,10 +14,10 @@ from typing import Any, Iterator
 import httpx
 import openai
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 
 from a2agent.console import ledger_rows
-from a2agent.store.models import DailyUsage
+from a2agent.store.models import DailyUsage, LedgerEntry
 from tests.billing.conftest import PayEnv
 from tests.conftest import Env, _env
 from tests.console.conftest import ConsoleClient
@@ -97,7 +97,8 @@ def test_top_up_form_redirects_to_checkout_and_back(pay: PayEnv) -> None:
         client.close()
 
 
-def test_ledger_groups_charges_with_exact_running_balance(env: Env) -> None:
+def test_ledger_groups_charges_with_exact_running_balance(env_both: Env) -> None:
+    env = env_both
     acc = env.account(balance_usd=10)
     ka, kb = env.key(acc.id, "alpha"), env.key(acc.id, "beta")
     for key in (ka, ka, kb, ka, kb):
@@ -135,10 +136,26 @@ def test_ledger_groups_charges_with_exact_running_balance(env: Env) -> None:
     assert sum(int(x["amount_usd"].replace(".", "")) for x in ledger) == env.balance(acc.id)
     usage = list(csv.DictReader(io.StringIO(c.get("/billing/usage.csv").text)))
     assert {u["key_name"]: int(u["requests"]) for u in usage} == {"alpha": 5, "beta": 2}
+    # the first two charges of the run happened yesterday (UTC): the run splits at midnight
+    yesterday = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+
+    async def backdate() -> None:
+        async with env.services.db.write_conn() as conn:
+            await conn.execute(update(LedgerEntry).where(
+                LedgerEntry.id.between(rows[2].first_id, rows[2].first_id + 1))
+                .values(created_at=yesterday))
+
+    env.call(backdate())
+    split, _ = env.call(ledger_rows.rows(env.services.db, acc.id, kind="charge"))
+    assert [(r.count, r.day) for r in split] == [(2, yesterday.date() + dt.timedelta(days=1)),
+                                                 (3, yesterday.date() + dt.timedelta(days=1)),
+                                                 (2, yesterday.date())]
+    assert split[2].balance_after == entries[rows[2].first_id + 1].balance_after
     c.close()
 
 
-def test_monthly_spend_limit_refuses_then_resets(env: Env) -> None:
+def test_monthly_spend_limit_refuses_then_resets(env_both: Env) -> None:
+    env = env_both
     acc = env.account(balance_usd=10)
     key = env.key(acc.id)
     c = _login(env, acc.email)

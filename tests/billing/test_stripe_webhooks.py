@@ -218,3 +218,20 @@ def test_verify_catches_a_double_credit_and_cli_lists_payments(pay: PayEnv) -> N
     pay.env.call(credit_again())
     problems = pay.env.call(verify(pay.env.services.db))
     assert any(f"payment {entry.payment_id} (paid): ledger has 2 credit(s)" in p for p in problems)
+
+
+def test_expired_and_failed_sessions_move_no_money(pay: PayEnv) -> None:
+    acc = pay.env.account(balance_usd=0)
+    expired, failed = pay.start(acc, 10), pay.start(acc, 20)
+    r = pay.stripe.send("checkout.session.expired", dict(pay.stripe.sessions[expired],
+                                                         status="expired"))
+    assert r.json()["result"] == "marked expired"
+    pay.stripe.pay(failed, delayed=True)
+    pay.stripe.send("checkout.session.completed", pay.stripe.sessions[failed])
+    r = pay.stripe.send("checkout.session.async_payment_failed", pay.stripe.sessions[failed])
+    assert r.json()["result"] == "marked failed"
+    payments = pay.env.services.payments
+    assert pay.env.call(payments.by_session(acc.id, expired)).status == "expired"
+    assert pay.env.call(payments.by_session(acc.id, failed)).status == "failed"
+    assert pay.env.balance(acc.id) == 0 and pay.entries(acc.id) == []
+    pay.verify_clean()

@@ -235,3 +235,8 @@ def test_expired_and_failed_sessions_move_no_money(pay: PayEnv) -> None:
     assert pay.env.call(payments.by_session(acc.id, failed)).status == "failed"
     assert pay.env.balance(acc.id) == 0 and pay.entries(acc.id) == []
     pay.verify_clean()
+
+
+def test_oversized_delivery_is_refused(pay: PayEnv) -> None:
+    body = b'{"type":"x","pad":"' + b"a" * (1024 * 1024) + b'"}'
+    assert pay.stripe.deliver(body, sign(body)).status_code == 413

@@ -22,9 +22,14 @@ async def stripe_webhook(request: Request) -> Response:
     payments = gw.services.payments
     if payments is None:
         return JSONResponse({"error": "card payments are not configured"}, status_code=404)
-    body = await request.body()
-    if len(body) > MAX_EVENT_BYTES:
-        return JSONResponse({"error": "event too large"}, status_code=413)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_EVENT_BYTES:
+            return JSONResponse({"error": "event too large"}, status_code=413)
+        chunks.append(chunk)
+    body = b"".join(chunks)
     try:
         result = await payments.handle_event(body, request.headers.get("stripe-signature"))
     except BadSignature as exc:

@@ -53,7 +53,7 @@ class Gateway:
         self.health = ChannelHealth()
         self.selector = Selector(self.health)
         self.admission = Admission(settings, redis=self.services.redis, deps=self.services.deps,
-                                   redis_timeout=REDIS_TIMEOUT)
+                                   redis_timeout=REDIS_TIMEOUT, hot=self.services.hot)
         self.usage = UsageQueries(self.services.db)
         self.metrics = Metrics()
         self.token_counts = TokenCounts(self)
@@ -319,6 +319,10 @@ def create_app(settings: Settings, gateway: Gateway | None = None, *, console: b
         Route("/metrics", metrics, methods=["GET"]),
         *api_routes.routes,
     ]
+    if settings.payments_enabled:
+        from a2agent.api.stripe_webhook import stripe_webhook
+
+        routes.append(Route("/webhooks/stripe", stripe_webhook, methods=["POST"]))
     if console:
         from a2agent.console.web import console_routes
 

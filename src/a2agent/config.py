@@ -47,6 +47,15 @@ class Settings:
     stream_checkpoint_seconds: float = 10.0  # how often a stream notes its relayed output
     disconnect_drain_seconds: float = 10.0
     shutdown_grace_seconds: float = 30.0
+    signup_credit_usd: float = 0.0  # granted to each account created by sign-up (ledger: grant)
+    low_balance_usd: float = 0.0  # console banner below this balance (and always at <= 0)
+    # Stripe Checkout top-ups: both keys set = card payments on; neither = codes only
+    stripe_secret_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str | None = None  # e.g. a stripe-mock; default: Stripe's own API
+    topup_presets_usd: str = "5,10,25,50"  # buttons on the Billing page
+    topup_min_usd: float = 5.0
+    topup_max_usd: float = 1000.0
     # upstream defaults (channels may override)
     upstream_connect_timeout: float = 10.0
     upstream_first_byte_timeout: float = 120.0
@@ -78,6 +87,14 @@ class Settings:
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
+
+    @property
+    def payments_enabled(self) -> bool:
+        return bool(self.stripe_secret_key and self.stripe_webhook_secret)
+
+    @property
+    def topup_presets(self) -> list[float]:
+        return [float(x) for x in self.topup_presets_usd.split(",") if x.strip()]
 
     @property
     def is_sqlite(self) -> bool:
@@ -184,8 +201,37 @@ def _check(settings: Settings) -> None:
         parts = urlsplit(settings.public_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise bad("public_url", f"expected an http(s) URL, got {settings.public_url!r}")
+    _check_money(settings, bad)
     if settings.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise bad("log_level", f"expected debug, info, warning or error, got {settings.log_level!r}")
+
+
+def _check_money(settings: Settings, bad: Any) -> None:
+    for name in ("signup_credit_usd", "low_balance_usd", "topup_min_usd", "topup_max_usd"):
+        value = getattr(settings, name)
+        if not 0 <= value <= 1_000_000 or round(value, 6) != value:
+            raise bad(name, f"expected a USD amount from 0 to 1000000, got {value}")
+    if settings.topup_min_usd < 0.5:
+        raise bad("topup_min_usd", "Stripe's smallest USD charge is 0.50")
+    if settings.topup_max_usd < settings.topup_min_usd:
+        raise bad("topup_max_usd", "must not be below A2AGENT_TOPUP_MIN_USD")
+    try:
+        presets = settings.topup_presets
+    except ValueError:
+        raise bad("topup_presets_usd", f"expected USD amounts separated by commas, got "
+                                       f"{settings.topup_presets_usd!r}") from None
+    for value in presets:
+        if not settings.topup_min_usd <= value <= settings.topup_max_usd or round(value, 2) != value:
+            raise bad("topup_presets_usd", f"{value} is not a whole-cent amount between the "
+                                           "top-up minimum and maximum")
+    if bool(settings.stripe_secret_key) != bool(settings.stripe_webhook_secret):
+        missing = "stripe_webhook_secret" if settings.stripe_secret_key else "stripe_secret_key"
+        raise bad(missing, "Stripe needs both A2AGENT_STRIPE_SECRET_KEY and "
+                           "A2AGENT_STRIPE_WEBHOOK_SECRET (or neither)")
+    if settings.stripe_api_base is not None:
+        parts = urlsplit(settings.stripe_api_base)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise bad("stripe_api_base", f"expected an http(s) URL, got {settings.stripe_api_base!r}")
 
 
 def _ensure_secret(data_dir: Path) -> str:

@@ -9,6 +9,7 @@ from a2agent.auth.accounts import Accounts
 from a2agent.auth.keys import KeyHasher
 from a2agent.auth.sealing import CredentialBox
 from a2agent.billing.ledger import Ledger
+from a2agent.billing.payments import Payments
 from a2agent.config import Settings
 from a2agent.routing.catalog import Catalog
 from a2agent.store.db import Database
@@ -36,6 +37,8 @@ class Services:
         self.accounts = Accounts(self.db, self.hasher, self.hot)
         self.catalog = Catalog(self.db, CredentialBox(settings.secret_key))
         self.ledger = Ledger(self.db, self.hasher, self.hot)
+        # card top-ups exist only where Stripe is configured
+        self.payments = Payments(settings, self.db) if settings.payments_enabled else None
         self.instance_id = f"{socket.gethostname()}:{settings.port}:{os.getpid()}"
         self.redis = None
         if settings.redis_url:
@@ -45,6 +48,8 @@ class Services:
                                            socket_connect_timeout=REDIS_TIMEOUT)
 
     async def close(self) -> None:
+        if self.payments is not None:
+            await self.payments.close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.hot.close()

@@ -25,6 +25,7 @@ from a2agent.auth.accounts import KeyPrincipal
 from a2agent.billing.money import Prices
 from a2agent.billing.redis_guard import RedisGuard
 from a2agent.billing.reservation import Reservation, insufficient
+from a2agent.billing.spend import check_spend_limit
 from a2agent.config import Settings
 from a2agent.store.faults import DependencyHealth, DependencyUnavailable
 
@@ -111,8 +112,9 @@ class RedisConcurrency:
 
 class Admission:
     def __init__(self, settings: Settings, redis: Any = None, deps: DependencyHealth | None = None,
-                 redis_timeout: float = 2.0) -> None:
+                 redis_timeout: float = 2.0, hot: Any = None) -> None:
         self.settings = settings
+        self.hot = hot  # store.hotpath, for the monthly spend limit
         local = ConcurrencyCounter()
         self.concurrency: ConcurrencyCounter | RedisConcurrency = local
         self.local_window = MovingWindowRateLimiter(storage_from_string("async+memory://"))
@@ -149,6 +151,8 @@ class Admission:
     async def admit(self, p: KeyPrincipal) -> Callable[[], None]:
         """Raises ApiError; on success returns the release function for the concurrency slot."""
         self.check_account(p)
+        if p.spend_limit_micro is not None and self.hot is not None:
+            await check_spend_limit(self.hot, p.account_id, p.spend_limit_micro)
         cap = p.max_concurrency if p.max_concurrency is not None else self.settings.account_max_concurrency
         token = await self.concurrency.try_acquire(p.account_id, cap)
         if token is None:

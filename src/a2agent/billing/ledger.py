@@ -29,7 +29,7 @@ from a2agent.store.models import (
     utcnow,
 )
 
-LEDGER_KINDS = ("topup", "charge", "adjustment", "refund", "redeem")
+LEDGER_KINDS = ("topup", "charge", "adjustment", "refund", "redeem", "payment", "grant")
 
 
 class CodeError(ValueError):
@@ -75,7 +75,8 @@ class Ledger:
     # ---- balance moves --------------------------------------------------------------------
     @staticmethod
     async def _move(conn: AsyncConnection, account_id: int, amount: int, kind: str, *,
-                    request_id: str | None = None, note: str | None = None) -> int:
+                    request_id: str | None = None, note: str | None = None,
+                    payment_id: int | None = None, reference: str | None = None) -> int:
         """Inside a transaction: change the balance and append the entry. Returns balance after."""
         if kind not in LEDGER_KINDS:
             raise ValueError(f"unknown ledger kind {kind}")
@@ -95,6 +96,8 @@ class Ledger:
                 balance_after=after,
                 request_id=request_id,
                 note=note,
+                payment_id=payment_id,
+                reference=reference,
                 created_at=utcnow(),
             )
         )
@@ -107,6 +110,13 @@ class Ledger:
         kind = "topup" if amount_micro > 0 else "adjustment"
         async with self.db.write_conn() as conn:
             return await self._move(conn, account_id, amount_micro, kind, note=(note or None))
+
+    async def grant(self, account_id: int, amount_micro: int, note: str) -> int:
+        """An operator-set credit (the sign-up credit): kind ``grant``."""
+        if amount_micro <= 0:
+            raise ValueError("a grant must be positive")
+        async with self.db.write_conn() as conn:
+            return await self._move(conn, account_id, amount_micro, "grant", note=note)
 
     async def refund(self, account_id: int, amount_micro: int, request_id: str, note: str) -> int:
         if amount_micro <= 0:

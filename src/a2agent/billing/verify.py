@@ -10,7 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from a2agent.billing.money import Prices, cost_micro, micro_to_usd
 from a2agent.store.db import Database
-from a2agent.store.models import Account, LedgerEntry, ModelPrice, RequestRecord, utcnow
+from a2agent.store.models import (
+    Account,
+    LedgerEntry,
+    ModelPrice,
+    Payment,
+    RequestRecord,
+    utcnow,
+)
 
 # a request still pending after this long was lost by its process (recovery settles it)
 PENDING_GRACE = dt.timedelta(minutes=20)
@@ -86,6 +93,36 @@ async def verify(db: Database, pending_grace: dt.timedelta = PENDING_GRACE) -> l
                 )
         for rid in charges.keys() - seen:
             problems.append(f"charge for request {rid} has no settled request record")
+        problems += await _verify_payments(conn)
+    return problems
+
+
+async def _verify_payments(conn: AsyncConnection) -> list[str]:
+    """Card payments: a paid one is credited exactly its amount by one ``payment`` entry of its
+    own account and debited exactly its refunded amount; an unpaid one moved no money."""
+    problems: list[str] = []
+    moved: dict[tuple[int, str], tuple[int, int, set[int]]] = {}
+    q = select(LedgerEntry.payment_id, LedgerEntry.kind, LedgerEntry.amount_micro,
+               LedgerEntry.account_id).where(LedgerEntry.payment_id.is_not(None))
+    for pid, kind, amount, account_id in (await conn.execute(q)).all():
+        key = (int(pid or 0), str(kind))
+        n, total, owners = moved.get(key, (0, 0, set()))
+        moved[key] = (n + 1, total + amount, owners | {account_id})
+    payments = select(Payment.id, Payment.account_id, Payment.status, Payment.amount_micro,
+                      Payment.refunded_micro)
+    for pid, account_id, status, amount, refunded in (await conn.execute(payments)).all():
+        n, credited, owners = moved.pop((pid, "payment"), (0, 0, set()))
+        _, debited, refund_owners = moved.pop((pid, "refund"), (0, 0, set()))
+        expected = (1, amount, -refunded) if status == "paid" else (0, 0, 0)
+        if (n, credited, debited) != expected:
+            problems.append(
+                f"payment {pid} ({status}): ledger has {n} credit(s) of {micro_to_usd(credited)} "
+                f"and refunds of {micro_to_usd(-debited)}, expected {expected[0]} of "
+                f"{micro_to_usd(expected[1])} and {micro_to_usd(-expected[2])}")
+        if (owners | refund_owners) - {account_id}:
+            problems.append(f"payment {pid}: ledger entries on another account")
+    for (pid, kind), _ in moved.items():
+        problems.append(f"ledger {kind} entries point to payment {pid}, which does not exist")
     return problems
 
 

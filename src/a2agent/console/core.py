@@ -13,10 +13,12 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from a2agent.console.banner import balance_banner
 from a2agent.console.render import render_text, secure
 from a2agent.console.session import CSRF_FIELD, Sessions, Throttle, Viewer, csrf_ok, is_https
 
 FLASH_COOKIE = "a2a_flash"
+
 
 Handler = Callable[..., Awaitable[Response]]
 
@@ -63,6 +65,8 @@ class Console:
             "base_url": self.base_url(request),
             "flash": flash,
             "key_scope": self.key_scope(viewer),
+            "balance_banner": balance_banner(self.settings, viewer),
+            "payments_enabled": self.settings.payments_enabled,
             **context,
         }
         response = HTMLResponse(render_text(template, ctx), status_code=status)

@@ -29,7 +29,8 @@ T = TypeVar("T")
 
 LOOKUP_SQL = (
     "SELECT k.id, k.name, k.digest, a.id, a.suspended, a.balance_micro, a.rpm_limit, a.tpm_limit, "
-    "a.max_concurrency, (SELECT version FROM state_versions WHERE name = 'catalog') "
+    "a.max_concurrency, (SELECT version FROM state_versions WHERE name = 'catalog'), "
+    "a.spend_limit_micro "
     "FROM api_keys k JOIN accounts a ON a.id = k.account_id "
     "WHERE k.digest = :digest AND k.deleted_at IS NULL"
 )
@@ -78,6 +79,10 @@ ROLLUP_SQL = (
     "cache_read_tokens = daily_usage.cache_read_tokens + excluded.cache_read_tokens, "
     "cache_write_tokens = daily_usage.cache_write_tokens + excluded.cache_write_tokens, "
     "cost_micro = daily_usage.cost_micro + excluded.cost_micro"
+)
+MONTH_SPEND_SQL = (  # only for accounts with a monthly spend limit (billing.spend)
+    "SELECT COALESCE(SUM(cost_micro), 0) FROM daily_usage WHERE account_id = :account_id "
+    "AND day >= :since"
 )
 TOUCH_KEY_SQL = "UPDATE api_keys SET last_used_at = :now WHERE id = :key_id"
 
@@ -146,6 +151,7 @@ class _Statements:
         self.ledger = _Statement(LEDGER_SQL, style)
         self.rollup = _Statement(ROLLUP_SQL, style)
         self.touch = _Statement(TOUCH_KEY_SQL, style)
+        self.month_spend = _Statement(MONTH_SPEND_SQL, style)
 
 
 class _NotWritten(Exception):
@@ -245,6 +251,15 @@ class SQLiteHotPath:
         loop = asyncio.get_running_loop()
         return await _guarded(self.deps, loop.run_in_executor(self._readers, self._read, digest),
                               write=False)
+
+    def _month_spend(self, account_id: int, since: str) -> int:
+        row = self._conn().execute(self.q.month_spend.sql, (account_id, since)).fetchone()
+        return int(row[0] or 0)
+
+    async def month_spend(self, account_id: int, since: dt.date) -> int:
+        loop = asyncio.get_running_loop()
+        return await _guarded(self.deps, loop.run_in_executor(
+            self._readers, self._month_spend, account_id, since.isoformat()), write=False)
 
     async def open_request(self, values: dict[str, Any]) -> None:
         row = dict(values, created_at=_sqlite_time(values["created_at"]), stream=int(values["stream"]), false=0)
@@ -408,6 +423,21 @@ class PostgresHotPath:
 
     async def lookup_key(self, digest: str) -> tuple[Any, ...] | None:
         return await _guarded(self.deps, self._lookup(digest), write=False)
+
+    async def _month_spend(self, account_id: int, since: dt.date) -> int:
+        pool = await self._get_pool()
+        con = await pool.acquire(timeout=self.acquire_timeout)
+        try:
+            value = await con.fetchval(self.q.month_spend.sql, account_id, since)
+        except BaseException:
+            con.terminate()  # see _run_batch
+            raise
+        finally:
+            await self._release(con)
+        return int(value or 0)
+
+    async def month_spend(self, account_id: int, since: dt.date) -> int:
+        return await _guarded(self.deps, self._month_spend(account_id, since), write=False)
 
     async def open_request(self, values: dict[str, Any]) -> None:
         await _guarded(self.deps, self._writer.submit(("pending", dict(values, false=False))))

@@ -70,6 +70,7 @@ class Account(Base):
     rpm_limit: Mapped[int | None] = mapped_column(Integer)
     tpm_limit: Mapped[int | None] = mapped_column(Integer)
     max_concurrency: Mapped[int | None] = mapped_column(Integer)
+    spend_limit_micro: Mapped[int | None] = mapped_column(BigInteger)  # per calendar month (UTC)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -153,7 +154,9 @@ class ModelRoute(Base):
 
 
 class LedgerEntry(Base):
-    """Append-only. kind: topup | charge | adjustment | refund | redeem."""
+    """Append-only. kind: topup | charge | adjustment | refund | redeem | payment | grant.
+    ``payment`` / ``refund`` entries of card payments point to their ``payments`` row and carry
+    the Stripe object id in ``reference``."""
 
     __tablename__ = "ledger_entries"
     __table_args__ = (Index("ix_ledger_account_id", "account_id", "id"),)
@@ -165,7 +168,31 @@ class LedgerEntry(Base):
     balance_after: Mapped[int] = mapped_column(BigInteger)
     request_id: Mapped[str | None] = mapped_column(String(40), unique=True)
     note: Mapped[str | None] = mapped_column(String(500))
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
+    reference: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Payment(Base):
+    """One Stripe Checkout Session this gateway created. The unique session id and the
+    conditional ``open → paid`` transition make crediting happen once per session."""
+
+    __tablename__ = "payments"
+    __table_args__ = (Index("ix_payments_account", "account_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    stripe_session_id: Mapped[str] = mapped_column(String(255), unique=True)
+    stripe_payment_intent: Mapped[str | None] = mapped_column(String(255), index=True)
+    stripe_charge: Mapped[str | None] = mapped_column(String(255), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # open | processing | paid | failed | expired
+    requested_micro: Mapped[int] = mapped_column(BigInteger)  # what the account asked for
+    amount_micro: Mapped[int] = mapped_column(BigInteger, default=0)  # credited (Stripe's total)
+    refunded_micro: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(8), default="usd")
+    method: Mapped[str | None] = mapped_column(String(120))  # e.g. "visa •••• 4242"
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    paid_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class RequestRecord(Base):

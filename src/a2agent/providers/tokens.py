@@ -46,6 +46,10 @@ class TokenCounters:
         return max(counter(prompt_text(body)), 1), counter(output_text) if output_text else 0, "counted"
 
 
+class _NoCountEndpoint(Exception):
+    """The upstream answered 404/405 to a count: it has no count endpoint."""
+
+
 class TokenCounts:
     """``POST /v1/messages/count_tokens``: the upstream's own count for Anthropic channels."""
 
@@ -58,11 +62,10 @@ class TokenCounts:
             if route.channel.protocol == "anthropic" and route.channel.enabled:
                 try:
                     return await self._upstream_count(route, body, caller_headers)
-                except ApiError as err:
+                except _NoCountEndpoint:
                     # many Anthropic-compatible upstreams have no count endpoint (404/405): our
                     # own count beats relaying a not_found_error that reads "model not found"
-                    if err.status not in (404, 405):
-                        raise
+                    pass
                 break
         from a2agent.translate.tokens import count_message_tokens
 
@@ -101,6 +104,8 @@ class TokenCounts:
             raise ApiError(504 if exc.is_timeout else 502, "The upstream could not count tokens: "
                            f"{exc.message}.", code="upstream_timeout" if exc.is_timeout
                            else "upstream_unavailable") from None
+        if resp.status in (404, 405):
+            raise _NoCountEndpoint  # decided on the upstream's status, before it becomes ours
         if resp.status >= 400:
             raise _count_error(resp.status, raw, resp.headers.get("retry-after"))
         try:

@@ -209,7 +209,11 @@ def test_codex_upstream_failure_mid_stream_runs_no_tool(env: Env, tmp_path: Path
     assert len(env.upstream.requests) == retries + 1  # one request per attempt, no loop beyond
     env.settle_all()
     records = env.records(account_id)
-    assert [(r.status, r.cost_micro) for r in records] == [("upstream_error", 0)] * (retries + 1)
+    # a broken stream is charged for the output that reached the client (issue 13); the call
+    # item is held back until the upstream's answer is complete, so none did, even though the
+    # upstream's usage (all of it the call) had arrived before the break
+    assert [(r.status, r.cost_micro, r.input_tokens, r.output_tokens, r.usage_source) for r in records] == [
+        ("upstream_error", 0, 0, 0, "none")] * (retries + 1)
     assert env.call(verify(env.services.db)) == []
 
 

@@ -6,8 +6,9 @@ What must hold in every cell: an answer (from A when the fault is harmless, from
 failover before the first byte) or a clear error in Responses form — a JSON error in the OpenAI
 envelope before the stream started, exactly one terminal ``response.failed`` after it (never a
 bare ``error`` event, never a silent end, never ``response.completed`` after a failure); the
-request settled once, charged for the upstream that answered; the breaker counted the failure
-or not; the gateway quiescent afterwards (the ``rig`` fixture).
+request settled once, charged for the upstream that answered, or after a failure mid-stream for
+exactly the output that reached the client (issue 13); the breaker counted the failure or not;
+the gateway quiescent afterwards (the ``rig`` fixture).
 """
 
 from __future__ import annotations
@@ -33,10 +34,15 @@ from tests.routing.conftest import (
 )
 from tests.routing.test_fault_matrix import BOUND, FAULTS, Fault
 from tests.support import Script
+from tests.support.relayed import counted_input_tokens, relayed_output_tokens, relayed_text
+
+
+def _body(model: str, stream: bool) -> dict[str, Any]:
+    return {"model": model, "input": MSGS[0]["content"], "stream": stream}
 
 
 def send(rig: Rig, t: Tenant, model: str, stream: bool) -> Reply:
-    body = {"model": model, "input": MSGS[0]["content"], "stream": stream}
+    body = _body(model, stream)
     t0 = time.monotonic()
     r = rig._http.post(rig.url + "/v1/responses", json=body, headers={"authorization": f"Bearer {t.key}"},
                        timeout=15)
@@ -125,7 +131,20 @@ def test_responses_fault(rig: Rig, tenant: Tenant, fault: Fault, stream: bool, t
         rec = tenant.only_record()
         expected_status = "upstream_error" if (not stream and fault.error_status == 502) else fault.rec_status
         assert (rec.status, rec.channel) == (expected_status, ch_a), (rec.status, rec.error_type)
-        assert rec.cost_micro == 0 and rec.input_tokens == rec.output_tokens == 0
+        text = relayed_text(d for _, d in r.events if isinstance(d, dict)) if stream and not fault.pre else ""
+        if text:
+            # the output that reached the client before the upstream broke is charged, counted
+            # from it (the faults come after two events: the Chat lane's second is text, the
+            # Messages lane has only opened its text block), the input the gateway's estimate
+            # (the upstream's usage had not come)
+            assert primary == "oai", text
+            assert rec.usage_source.startswith("relayed_"), rec.usage_source
+            out = relayed_output_tokens(rig.gw, ch_a, text)
+            inp = counted_input_tokens(_body(model, stream))
+            assert (rec.input_tokens, rec.output_tokens, rec.cache_read_tokens) == (inp, out, 0), text
+            assert rec.cost_micro == inp * 1 + out * 2 > 0  # $1 / $2 per 1M input / output tokens
+        else:
+            assert rec.cost_micro == 0 and rec.input_tokens == rec.output_tokens == 0
     assert rec.protocol == "responses"
 
     assert len(rig.a.requests) == 1

@@ -196,3 +196,51 @@ def test_passthrough_relays_codex_capture_and_reads_usage(name: str) -> None:
     assert adapter.usage is not None
     assert (adapter.usage.input_tokens, adapter.usage.cache_read_tokens, adapter.usage.output_tokens) == (
         final["input_tokens"] - cached, cached, final["output_tokens"])
+
+
+
+def _text_then_call(lane: str) -> tuple[Any, list[dict[str, Any]]]:
+    """A stream of reasoning, text and one whole function call, up to (not including) its end."""
+    tmap = build_tool_map(TOOLS)
+    if lane == "chat":
+        sm: Any = ChatStreamToResponses(REQUEST, model="m", tool_map=tmap)
+        events = sm.feed(chunk({"role": "assistant", "reasoning_content": "think"}))
+        events += sm.feed(chunk({"content": "Hello"}))
+        events += sm.feed(chunk({"tool_calls": [{"index": 0, "id": "c1", "type": "function",
+                                                 "function": {"name": "exec_command", "arguments": '{"cmd":'}}]}))
+        events += sm.feed(chunk({"tool_calls": [{"index": 0, "function": {"arguments": '"ls"}'}}]}, "tool_calls"))
+        return sm, events
+    sm = MessagesStreamToResponses(REQUEST, model="m", tool_map=tmap)
+    events = sm.feed("message_start", {"message": {"usage": {"input_tokens": 3, "output_tokens": 1}}})
+    for index, block, delta in ((0, {"type": "thinking", "thinking": ""}, {"type": "thinking_delta", "thinking": "think"}),
+                                (1, {"type": "text", "text": ""}, {"type": "text_delta", "text": "Hello"})):
+        events += sm.feed("content_block_start", {"index": index, "content_block": block})
+        events += sm.feed("content_block_delta", {"index": index, "delta": delta})
+        events += sm.feed("content_block_stop", {"index": index})
+    events += sm.feed("content_block_start", {"index": 2, "content_block": {
+        "type": "tool_use", "id": "t1", "name": "exec_command", "input": {}}})
+    for part in ('{"cmd":', '"ls"}'):
+        events += sm.feed("content_block_delta", {"index": 2, "delta": {"type": "input_json_delta", "partial_json": part}})
+    events += sm.feed("content_block_stop", {"index": 2})
+    events += sm.feed("message_delta", {"delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}})
+    return sm, events
+
+
+@pytest.mark.parametrize("lane", ["chat", "messages"])
+def test_writer_counts_what_the_client_was_sent(lane: str) -> None:
+    """The writer's relayed output (what a broken stream is charged for): every text and
+    reasoning delta as it is sent; a call only once its item is done, when the answer is whole."""
+    sm, events = _text_then_call(lane)
+    sent = "".join(e["delta"] for e in events if e["type"] in ("response.reasoning_text.delta",
+                                                                "response.output_text.delta"))
+    assert sent == "thinkHello" and "".join(sm.w.relayed) == sent and sm.w.relayed_chars == len(sent)
+    assert not any(e["type"] == "response.output_item.done" and e["item"]["type"] == "function_call"
+                   for e in events)  # the call is still held back: a break now charges the text only
+    failed = sm.fail("server_error", "Upstream reset the connection.")
+    assert failed[-1]["type"] == "response.failed" and sm.w.relayed_chars == len(sent)
+
+    sm, _ = _text_then_call(lane)  # the same stream, completed: the finished call counts too
+    done = sm.finish()
+    assert [e["item"]["type"] for e in done if e["type"] == "response.output_item.done"] == ["function_call"]
+    assert "".join(sm.w.relayed) == sent + 'exec_command{"cmd":"ls"}'
+    assert sm.w.relayed_chars == len(sent + 'exec_command{"cmd":"ls"}')

@@ -22,6 +22,10 @@ class Adapter:
     caller: str = OPENAI
     upstream: str = OPENAI
     path: str = "/chat/completions"
+    # the adapter may hold upstream output back from the client until the answer is complete
+    # (Responses lanes: tool calls): on a broken stream the upstream's own output count then
+    # covers output the client never got, so only what the adapter counted as relayed is charged
+    withholds_output: bool = False
 
     def __init__(self, body: dict[str, Any], *, model: str, upstream_model: str, input_estimate: int,
                  max_output: int | None = None) -> None:

@@ -21,7 +21,7 @@ from a2agent.routing.catalog import Route
 from a2agent.translate import TranslationError
 from a2agent.translate.chat_stream_to_responses import ChatStreamToResponses
 from a2agent.translate.messages_stream_to_responses import MessagesStreamToResponses
-from a2agent.translate.responses_stream import responses_sse_many
+from a2agent.translate.responses_stream import Event, ResponsesWriter, responses_sse_many
 from a2agent.translate.responses_to_chat import (
     chat_response_to_responses,
     responses_request_to_chat,
@@ -46,10 +46,27 @@ def _refused(exc: TranslationError) -> ApiError:
     return ApiError(400, str(exc), param=exc.param, code="unsupported_parameter")
 
 
-class ResponsesViaChat(Adapter):
-    """Responses caller → OpenAI Chat Completions channel."""
+class _TranslatedResponses(Adapter):
+    """What the two translation lanes share: the stream's output is counted from what the
+    Responses writer handed to the client (``output_chars`` / ``text_parts``), not from what
+    the upstream sent, since tool calls are held back until the answer is complete."""
 
     caller = RESPONSES
+    withholds_output = True
+    writer: ResponsesWriter
+
+    def _relay(self, events: list[Event]) -> bytes:
+        self.text_parts = self.writer.relayed
+        self.output_chars = self.writer.relayed_chars
+        return responses_sse_many(events)
+
+    def keepalive(self) -> bytes:
+        return KEEPALIVE
+
+
+class ResponsesViaChat(_TranslatedResponses):
+    """Responses caller → OpenAI Chat Completions channel."""
+
     upstream = OPENAI
     path = "/chat/completions"
 
@@ -61,12 +78,10 @@ class ResponsesViaChat(Adapter):
         except TranslationError as exc:
             raise _refused(exc) from None
         self.sm = ChatStreamToResponses(body, model=self.model, tool_map=self.tool_map)
+        self.writer = self.sm.w
 
     def request_body(self, raw: bytes) -> bytes:
         return orjson.dumps(self.translated)
-
-    def keepalive(self) -> bytes:
-        return KEEPALIVE
 
     def on_event(self, ev: SSEEvent) -> bytes:
         if not ev.data:
@@ -80,17 +95,16 @@ class ResponsesViaChat(Adapter):
         if isinstance(chunk.get("error"), dict) and not chunk.get("choices"):
             message = str(chunk["error"].get("message") or "upstream error")
             self.upstream_error = ("api_error", message)
-            return responses_sse_many(self.sm.fail("upstream_error", f"Upstream error: {message}"))
-        self.output_chars += collect_openai_delta(chunk, self.text_parts)
+            return self._relay(self.sm.fail("upstream_error", f"Upstream error: {message}"))
         events = self.sm.feed(chunk)
         self.usage = self.sm.usage
-        return responses_sse_many(events)
+        return self._relay(events)
 
     def finish(self) -> bytes:
-        return responses_sse_many(self.sm.finish())
+        return self._relay(self.sm.finish())
 
     def error_bytes(self, err_type: str, message: str) -> bytes:
-        return responses_sse_many(self.sm.fail(err_type, message))
+        return self._relay(self.sm.fail(err_type, message))
 
     def response(self, data: dict[str, Any], raw: bytes) -> bytes:
         self.usage = usage_from_openai(data.get("usage"))
@@ -104,10 +118,9 @@ class ResponsesViaChat(Adapter):
         return orjson.dumps(out)
 
 
-class ResponsesViaMessages(Adapter):
+class ResponsesViaMessages(_TranslatedResponses):
     """Responses caller → Anthropic Messages channel."""
 
-    caller = RESPONSES
     upstream = ANTHROPIC
     path = "/v1/messages"
 
@@ -119,12 +132,10 @@ class ResponsesViaMessages(Adapter):
         except TranslationError as exc:
             raise _refused(exc) from None
         self.sm = MessagesStreamToResponses(body, model=self.model, tool_map=self.tool_map)
+        self.writer = self.sm.w
 
     def request_body(self, raw: bytes) -> bytes:
         return orjson.dumps(self.translated)
-
-    def keepalive(self) -> bytes:
-        return KEEPALIVE
 
     def on_event(self, ev: SSEEvent) -> bytes:
         if ev.event is None or not ev.data or ev.event == "ping":
@@ -137,25 +148,18 @@ class ResponsesViaMessages(Adapter):
             message = str(err.get("message") or "error")
             self.upstream_error = (str(err.get("type") or "api_error"), message)
             code = "rate_limit_exceeded" if err.get("type") == "rate_limit_error" else "upstream_error"
-            return responses_sse_many(self.sm.fail(code, f"Upstream error: {message}"))
+            return self._relay(self.sm.fail(code, f"Upstream error: {message}"))
         if ev.event == "message_stop":
             self.completed = True
-        elif ev.event == "content_block_delta":
-            delta = data.get("delta") or {}
-            for field in ("text", "thinking", "partial_json"):
-                value = delta.get(field)
-                if isinstance(value, str):
-                    self.text_parts.append(value)
-                    self.output_chars += len(value)
         events = self.sm.feed(ev.event, data)
         self.usage = self.sm.usage
-        return responses_sse_many(events)
+        return self._relay(events)
 
     def finish(self) -> bytes:
-        return responses_sse_many(self.sm.finish())
+        return self._relay(self.sm.finish())
 
     def error_bytes(self, err_type: str, message: str) -> bytes:
-        return responses_sse_many(self.sm.fail(err_type, message))
+        return self._relay(self.sm.fail(err_type, message))
 
     def response(self, data: dict[str, Any], raw: bytes) -> bytes:
         from a2agent.translate.usage import usage_from_anthropic

@@ -430,7 +430,7 @@ class Relay:
                 elif adapter.output_chars > 0:
                     # output reached the client before the upstream failed: it is charged,
                     # counted from what was relayed (and the input the upstream read)
-                    usage, source = self._usage(ctx, adapter, route, completed=False)
+                    usage, source = self._usage(ctx, adapter, route, completed=False, relayed=True)
                     source = "relayed_" + source
                 self._settle(ctx, pending, self._outcome(ctx, route, status, 200, usage, source, error_type),
                              release)
@@ -470,25 +470,31 @@ class Relay:
             log.warning("could not note the progress of %s", request_id)
 
     # ---- usage and settlement ---------------------------------------------------------------
-    def _usage(self, ctx: RequestContext, adapter: Adapter, route: Route, *, completed: bool) -> tuple[Usage, str]:
+    def _usage(self, ctx: RequestContext, adapter: Adapter, route: Route, *, completed: bool,
+               relayed: bool = False) -> tuple[Usage, str]:
         """The upstream's own usage when it reported one; else count what we relayed. Never
-        raises: a failure of our counting must not keep a request from being settled."""
+        raises: a failure of our counting must not keep a request from being settled.
+
+        ``relayed``: a stream that broke is charged for the output that reached the client."""
         try:
-            return self._measured(ctx, adapter, route, completed=completed)
+            return self._measured(ctx, adapter, route, completed=completed, relayed=relayed)
         except Exception as exc:  # noqa: BLE001 - settle on the estimate instead
             log.warning("usage of %s could not be counted: %s", ctx.request_id, _describe(exc))
             return Usage(ctx.input_estimate, -(-adapter.output_chars // 4)), "estimate"
 
     def _measured(self, ctx: RequestContext, adapter: Adapter, route: Route, *,
-                  completed: bool) -> tuple[Usage, str]:
+                  completed: bool, relayed: bool = False) -> tuple[Usage, str]:
         reported = adapter.usage
         if reported is not None and completed and (reported.output_tokens or reported.input_tokens):
             return reported, "upstream"
         counted_in, counted_out, source = self.token_counter.count(
             route.channel.name, ctx.body, "".join(adapter.text_parts), adapter.output_chars, ctx.input_estimate)
         if reported is not None and (reported.input_tokens or reported.cache_read_tokens):
-            # input known from the upstream (e.g. Anthropic's message_start), output counted
-            return Usage(reported.input_tokens, max(reported.output_tokens, counted_out),
+            # input known from the upstream (e.g. Anthropic's message_start), output counted;
+            # the upstream's output count includes what an adapter held back from the client
+            out = counted_out if relayed and adapter.withholds_output else max(reported.output_tokens,
+                                                                                counted_out)
+            return Usage(reported.input_tokens, out,
                          reported.cache_read_tokens, reported.cache_write_tokens), "partial_" + source
         return Usage(counted_in, counted_out), source
 

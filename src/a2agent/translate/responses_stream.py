@@ -9,6 +9,11 @@ Calls of ``custom`` and ``tool_search`` tools arrive from the upstream as JSON a
 plain function; their Responses payload (the raw ``input`` string, the arguments object) is
 only known when the arguments are complete, so it is sent whole when they close (items are
 still announced in ``output_index`` order: the SDKs append items as they are announced).
+
+The writer also keeps what it handed to the client, for billing a stream that breaks: text and
+reasoning deltas as they are sent, a call only once its item is done (the translators close
+calls when the upstream's answer is complete, so a broken stream's calls never reach the client
+as anything it can use, and Codex never runs them).
 """
 
 from __future__ import annotations
@@ -57,6 +62,14 @@ class ResponsesWriter:
         self.done: dict[int, dict[str, Any]] = {}  # output_index -> finished item
         self.started = False
         self.finished = False
+        self.relayed: list[str] = []  # generated text the client was sent (counted, never logged)
+        self.relayed_chars = 0
+
+    def _relayed(self, *texts: str) -> None:
+        for text in texts:
+            if text:
+                self.relayed.append(text)
+                self.relayed_chars += len(text)
 
     def _ev(self, kind: str, **fields: Any) -> Event:
         event = {"type": kind, "sequence_number": self.seq, **fields}
@@ -91,6 +104,7 @@ class ResponsesWriter:
 
     def text_delta(self, item: _Item, text: str) -> list[Event]:
         item.parts.append(text)
+        self._relayed(text)
         return [self._ev("response.output_text.delta", item_id=item.item_id, output_index=item.index,
                          content_index=0, delta=text, logprobs=[])]
 
@@ -106,6 +120,7 @@ class ResponsesWriter:
 
     def reasoning_delta(self, item: _Item, text: str) -> list[Event]:
         item.parts.append(text)
+        self._relayed(text)
         return [self._ev("response.reasoning_text.delta", item_id=item.item_id, output_index=item.index,
                          content_index=0, delta=text)]
 
@@ -156,6 +171,7 @@ class ResponsesWriter:
             assert item.ref is not None
             final = call_item(item.ref, item.call_id, text or "{}", item.item_id)
             events = self._close_call(item, final)
+            self._relayed(item.ref.name, text)
         self.done[item.index] = final
         events.append(self._ev("response.output_item.done", output_index=item.index, item=final))
         return events

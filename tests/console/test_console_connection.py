@@ -95,7 +95,7 @@ def test_connection_block_pastes_into_bash(env: Any, browser: Any, artifacts: Pa
         assert codex["model_provider"] == "a2agent"
         assert codex["model_providers"]["a2agent"] == {
             "name": "A2Agent", "base_url": env.url + "/v1", "env_key": "OPENAI_API_KEY",
-            "wire_api": "responses"}
+            "wire_api": "responses", "model_catalog_url": env.url + "/v1/codex/models"}
 
     # the SDKs, run from the pasted shell, find everything in the environment
     done = paste_into_bash(block, f"{sys.executable} -c '{SDK_CALLS}'")

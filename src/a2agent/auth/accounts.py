@@ -76,6 +76,7 @@ class KeyPrincipal:
     tpm_limit: int | None
     max_concurrency: int | None
     catalog_version: int
+    spend_limit_micro: int | None = None  # monthly, see billing.spend
     controls: KeyControls = KeyControls()
 
 
@@ -273,5 +274,6 @@ class Accounts:
             tpm_limit=row[7],
             max_concurrency=row[8],
             catalog_version=int(row[9] or 0),
-            controls=KeyControls.from_row(*row[10:16]),
+            spend_limit_micro=row[10],
+            controls=KeyControls.from_row(*row[11:17]),
         )

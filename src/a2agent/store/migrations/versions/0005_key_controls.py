@@ -1,16 +1,16 @@
 """key controls (disable, spend cap, model allow-list, expiry), request-log fields, console
 language per account
 
-Revision ID: 0002_17_key_controls
-Revises: 0001
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-01 14:45:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0002_17_key_controls'
-down_revision = '0001'
+revision = '0005'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 

@@ -47,7 +47,8 @@ def test_a_4mb_prompt_on_one_cent_is_refused_with_what_the_balance_affords(denv_
         print("\n4 MB prompt on $0.01:", err["message"])
         assert re.search(r"may cost up to \$1\.\d\d", err["message"]) and "does not cover" in err["message"]
         assert denv_both.upstream.requests == []
-        assert t.balance() == CENT and t.records() == []
+        assert t.balance() == CENT
+        assert [(r.status, r.http_status, r.cost_micro) for r in t.records()] == [("refused", 403, 0)]
         books_clean(denv_both, t)
     finally:
         t.close()
@@ -67,7 +68,7 @@ def test_refusal_names_the_max_tokens_the_balance_covers(denv_both):
         r = httpx.post(env.url + "/v1/messages", json={**body, "max_tokens": covers},
                        headers={"x-api-key": t.key}, timeout=30)
         assert r.status_code == 200, r.text
-        rec = t.only_record()
+        (rec,) = [r for r in t.records() if r.status != "refused"]  # the 403 is logged, uncharged
         assert t.balance() == 10 * CENT - rec.cost_micro
         books_clean(env, t)
     finally:
@@ -127,8 +128,11 @@ def test_200_concurrent_mixed_requests_on_one_cent_never_go_below_zero(denv_both
                 break
         assert set(statuses) <= {200, 403}, statuses
         assert 200 not in wave  # spent: even the smallest request is refused now
-        records = t.records()
-        assert len(records) == statuses.count(200)  # refused requests leave no record
+        # refused requests leave only an uncharged 'refused' record (the request log)
+        refused = [r for r in t.records() if r.status == "refused"]
+        assert len(refused) == statuses.count(403) and all(r.cost_micro == 0 for r in refused)
+        records = [r for r in t.records() if r.status != "refused"]
+        assert len(records) == statuses.count(200)
         balance = t.balance()
         print(f"\n200 concurrent on $0.01, {len(statuses) // 200} waves: {statuses.count(200)} answered, "
               f"{statuses.count(403)} refused, balance after {balance} micro-USD")

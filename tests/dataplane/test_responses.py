@@ -191,7 +191,8 @@ def test_refusals_in_openai_envelope(denv: Any) -> None:
     r = httpx.post(denv.url + "/v1/responses", headers=h, timeout=20,
                    json={"model": "gpt-test", "input": [{"type": "item_reference", "id": "x"}]})
     assert_error(r, 400, "openai")
-    assert t.records() == []  # refused before admission: no record, nothing charged
+    # refused before admission: nothing charged; the 413 is in the request log as refused
+    assert [(r.status, r.http_status, r.cost_micro) for r in t.records()] == [("refused", 413, 0)]
 
 
 @pytest.fixture

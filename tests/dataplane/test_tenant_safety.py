@@ -162,7 +162,8 @@ def test_count_tokens_is_admitted_like_a_request(denv):
         # and the rate limit is shared with generation requests
         r = post(denv, t, "/v1/messages", body_for("anthropic", "claude-test"))
         assert_error(r, 429, "anthropic", err_type="rate_limit_error")
-        assert t.records() == []  # never charged, never recorded
+        # never charged; the 429 of /v1/messages is in the request log as refused
+        assert [(r.status, r.http_status, r.cost_micro) for r in t.records()] == [("refused", 429, 0)]
         assert held(denv, t) == {"concurrency": 0, "oai": 0, "ant": 0, "reserved": 0}
     finally:
         t.close()

@@ -255,7 +255,7 @@ def test_setup_guide_codex_config_works_as_pasted(env: Env, tmp_path: Path) -> N
     result = subprocess.run(
         [codex_bin(), "exec", "--strict-config", "--skip-git-repo-check", "--color", "never",
          f"Run the shell command: echo {MARKER}"],
-        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "CODEX_HOME": str(home), "A2AGENT_API_KEY": key},
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "CODEX_HOME": str(home), "OPENAI_API_KEY": key},
         cwd=work, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"Pasted config saw {MARKER}." in result.stdout

@@ -150,3 +150,31 @@ def failures(res: dict) -> list[str]:
             if v["errors"]:
                 out.append(f"{name} {side}: failed requests {v['errors']}")
     return out
+
+
+def markdown(report: dict) -> str:
+    """The issue-15 table, one per lane and mode, for docs/performance.md."""
+    meta, summ = report["meta"], report["summary"]
+    out = [f"Run: {meta['when']}, {meta['mode']}, git {str(meta['git_head'])[:10]}, load average "
+           f"{' / '.join(meta['loadavg_before'])} before, {' / '.join(meta['loadavg_after'])} after.", ""]
+    for name, tab in summ["tables"].items():
+        out += [f"**{name}**", "",
+                "| | CPU per request (c=16) | added p50 (c=1) | added p99 (c=1) | RPS at c=64 (p99) | peak RSS |",
+                "|---|---:|---:|---:|---:|---:|"]
+        for side in ROWS:
+            r = tab[side]
+            cpu = f"{_f(r['cpu_us_c16'])} µs ({_f(r['cpu_x'], '{:.1f}')}×)"
+            if side == "pg" and r.get("db_us_c16") is not None:
+                cpu += f" + {_f(r['db_us_c16'])} µs database"
+            out.append(
+                f"| {LABEL[side]} | {cpu} | {_f(r['added_p50_ms_c1'], '{:.2f}')} ms ({_f(r['added_p50_x'], '{:.1f}')}×)"
+                f" | {_f(r['added_p99_ms_c1'], '{:.2f}')} ms ({_f(r['added_p99_x'], '{:.1f}')}×)"
+                f" | {_f(r['rps_c64'], '{:,.0f}')} ({_f(r['rps_x'], '{:.2f}')}×), p99 {_f(r['p99_ms_c64'], '{:.0f}')} ms"
+                f" ({_f(r['p99_x'], '{:.1f}')}×) | {_f(r['peak_rss_mib'])} MiB ({_f(r['rss_x'], '{:.1f}')}×) |")
+        out.append("")
+    out += ["**Targets (issue 15)**", "", "| target | limit | measured | |", "|---|---:|---:|---|"]
+    for t in summ["targets"]:
+        met = {True: "met", False: "**not met**", None: "n/a"}[t["met"]]
+        out.append(f"| {t['target']} | {'≥' if 'RPS' in t['target'] else '≤'} {t['limit']} | "
+                   f"{_f(t['measured'], '{}')} | {met} |")
+    return "\n".join(out) + "\n"

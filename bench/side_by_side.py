@@ -378,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     report["summary"] = sbs_report.summary(results)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    out.with_suffix(".md").write_text(sbs_report.markdown(report))
     print()
     print(sbs_report.render(report))
     print(f"\nwrote {out} in {report['meta']['duration_s']} s")

@@ -172,7 +172,27 @@ def markdown(report: dict) -> str:
                 f" | {_f(r['rps_c64'], '{:,.0f}')} ({_f(r['rps_x'], '{:.2f}')}×), p99 {_f(r['p99_ms_c64'], '{:.0f}')} ms"
                 f" ({_f(r['p99_x'], '{:.1f}')}×) | {_f(r['peak_rss_mib'])} MiB ({_f(r['rss_x'], '{:.1f}')}×) |")
         out.append("")
-    out += ["**Targets (issue 15)**", "", "| target | limit | measured | |", "|---|---:|---:|---|"]
+    out += ["**Requests per second per core of CPU** (1,000,000 µs ÷ CPU per request at c=16)", "",
+            "| configuration | OpenAI non-stream | OpenAI stream | Anthropic→OpenAI translation |",
+            "|---|---:|---:|---:|"]
+    t = summ["tables"]
+
+    def per_core(name: str, side: str, with_db: bool = False) -> str:
+        r = t.get(name, {}).get(side, {})
+        us = r.get("cpu_us_c16")
+        if not us:
+            return "-"
+        if with_db:
+            us += r.get("db_us_c16") or 0
+        return f"{1e6 / us:,.0f}"
+
+    for side, label, db in (("floor", LABEL["floor"], False), ("sqlite", "SQLite", False),
+                            ("pg", "PostgreSQL + Redis: gateway cores", False),
+                            ("pg", "PostgreSQL + Redis: gateway + database cores", True),
+                            ("w2", "SQLite, --workers 2", False)):
+        out.append(f"| {label} | {per_core('openai_nonstream', side, db)} | {per_core('openai_stream', side, db)}"
+                   f" | {per_core('translate_nonstream', side, db)} |")
+    out += ["", "**Targets (issue 15)**", "", "| target | limit | measured | |", "|---|---:|---:|---|"]
     for t in summ["targets"]:
         met = {True: "met", False: "**not met**", None: "n/a"}[t["met"]]
         out.append(f"| {t['target']} | {'≥' if 'RPS' in t['target'] else '≤'} {t['limit']} | "

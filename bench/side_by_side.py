@@ -67,7 +67,7 @@ class Plan:
 
 FULL = Plan(c1_warmup=60, c1_rounds=3, c1_requests=200, rounds=2, round_requests=3000, round_seconds=1.5,
             idle_seconds=3.0)
-QUICK = Plan(c1_warmup=20, c1_rounds=1, c1_requests=80, rounds=1, round_requests=600, round_seconds=0.5,
+QUICK = Plan(c1_warmup=20, c1_rounds=1, c1_requests=100, rounds=1, round_requests=1000, round_seconds=0.8,
              idle_seconds=1.5, concurrencies=(1, 16, 64))
 
 

@@ -31,8 +31,9 @@ def lane_table(res: dict, lane: str, mode: str) -> dict:
     f_add50 = f_add99 = None
     for side in ROWS:
         s1, s16, s64 = (_side(pts, lane, mode, c, side) for c in (1, 16, 64))
-        add50 = round(s1["p50_ms"] - d1["p50_ms"], 3) if s1.get("p50_ms") is not None else None
-        add99 = round(s1["p99_ms"] - d1["p99_ms"], 3) if s1.get("p99_ms") is not None else None
+        have = s1.get("p50_ms") is not None and d1.get("p50_ms") is not None
+        add50 = round(s1["p50_ms"] - d1["p50_ms"], 3) if have else None
+        add99 = round(s1["p99_ms"] - d1["p99_ms"], 3) if have else None
         if side == "floor":
             f_add50, f_add99 = add50, add99
         row = {
@@ -119,9 +120,10 @@ def render(report: dict) -> str:
                 lines.append(f"  {'  + database servers':<31}{_f(r['db_us_c16']):>8} µs"
                              f"   (PostgreSQL backends {db['pg_backends']:.0f}, PostgreSQL aux {db['pg_aux']:.0f},"
                              f" Redis {db['redis']:.0f})")
-    lines += ["", "CPU per request by concurrency (µs; gateway processes, all workers; idle rate subtracted):"]
+    lines += ["", "Every point: CPU per request µs (process tree, idle rate subtracted) / requests per second"]
     for name, pt in res["points"].items():
-        cells = "  ".join(f"{s} {_f(pt['sides'][s].get('cpu_us'))}" for s in ROWS)
+        cells = "  ".join(f"{s} {_f(pt['sides'][s].get('cpu_us'))}/{_f(pt['sides'][s].get('rps'))}"
+                          for s in ("direct", *ROWS))
         errs = {s: v["errors"] for s, v in pt["sides"].items() if v["errors"]}
         lines.append(f"  {name:<28} {cells}" + (f"   ERRORS {errs}" if errs else ""))
     lines += ["", "Targets (issue 15; OpenAI non-stream unless named):"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -121,6 +122,7 @@ class Bench:
         self.lanes: list[str] = ["openai", "anthropic", "translate"]
         self.skipped: dict[str, str] = {}
         self.stream_events: dict[str, int] = {}
+        self.only: set[str] | None = None  # --lanes
 
     def url(self, side: str) -> str:
         return self.direct_url if side == "direct" else self.procs[side].url
@@ -254,6 +256,8 @@ class Bench:
                     self.lanes.append(lane)
                 if not ok and lane != "responses":
                     raise RuntimeError(f"lane {lane}: {self.skipped[lane]}")
+        if self.only:
+            self.lanes = [lane for lane in self.lanes if lane in self.only]
         # a probe that found no route leaves no record: start the count from what is settled
         await asyncio.sleep(1.0)
         self.procs["sqlite"].sent = (await self.procs["sqlite"].records.settled())[0]
@@ -327,6 +331,8 @@ async def amain(args: argparse.Namespace, plan: Plan, root: Path) -> dict:
             proc.refresh()
         redis_pid = sp.redis_pid()
         bench = Bench(plan, procs, upstream.url, keys, pg, redis_pid)
+        if args.lanes:
+            bench.only = set(args.lanes.split(","))
         results = await bench.run()
         exits = {side: gw.stop() for side, gw in gateways.items()}
         exits["floor"] = sp.stop_proc(floor_proc)
@@ -349,10 +355,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small counts, c = 1/16/64 (a few minutes)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary data dirs (path is printed)")
+    ap.add_argument("--lanes", help="comma-separated subset of openai,anthropic,translate,responses (debugging)")
+    ap.add_argument("--concurrency", help="comma-separated concurrencies instead of the plan's (debugging)")
     ap.add_argument("--out", type=Path, default=None,
                     help="results file (default bench/results/side_by_side[-quick].json)")
     args = ap.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    if args.concurrency:
+        plan = dataclasses.replace(plan, concurrencies=tuple(int(c) for c in args.concurrency.split(",")))
     out = args.out or BENCH_DIR / "results" / f"side_by_side{'-quick' if args.quick else ''}.json"
     started = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="a2agent-sbs-"))

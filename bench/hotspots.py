@@ -110,6 +110,19 @@ def yappi_summary(data: dict, top: int) -> dict:
     }
 
 
+# ---- gc ----------------------------------------------------------------------------------------
+def gc_summary(data: dict, requests: int, cpu_s: float) -> dict:
+    rows = []
+    for gen, g in sorted(data["generations"].items()):
+        rows.append((f"generation {gen}: {g['collections']} collections, {g['collected']} objects freed, "
+                     f"{g['cpu_s'] / requests * 1e6:.1f} µs per request", round(100 * g["cpu_s"] / cpu_s, 1)
+                     if cpu_s else None, None))
+    total = sum(g["cpu_s"] for g in data["generations"].values())
+    return {"thresholds": data["thresholds"], "gc_us_per_request": round(total / requests * 1e6, 1),
+            "gc_share_of_gateway_cpu": round(100 * total / cpu_s, 1) if cpu_s else None,
+            "self": rows, "inclusive": [], "package_self": []}
+
+
 # ---- py-spy ----------------------------------------------------------------------------------
 def find_py_spy() -> str | None:
     local = Path(sys.executable).parent / "py-spy"
@@ -243,7 +256,8 @@ def wait_file(path: Path, timeout: float) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tool", choices=("yappi", "py-spy"), default="yappi")
+    ap.add_argument("--tool", choices=("yappi", "py-spy", "gc"), default="yappi",
+                    help="gc: time the cyclic garbage collector per generation (no profiler)")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--max-requests", type=int, default=20000)
@@ -254,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--db", choices=("sqlite", "pg"), default="sqlite",
                     help="pg: PostgreSQL (a fresh database on the shared server) + Redis")
     ap.add_argument("--svg", type=Path, help="py-spy: also record a flame graph (second window)")
+    ap.add_argument("--native", action="store_true",
+                    help="py-spy: sample C frames too (pauses the process per sample: slower)")
+    ap.add_argument("--raw", type=Path, help="py-spy: keep the raw stacks here")
     args = ap.parse_args(argv)
     if args.tool == "py-spy" and find_py_spy() is None:
         ap.error("py-spy not found: .venv/bin/pip install py-spy")
@@ -274,8 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         env = {"A2AGENT_DATABASE_URL": pg.url, "A2AGENT_REDIS_URL": sbs_procs.REDIS_URL}
     try:
         key = harness.prepare(data_dir, upstream, env)
-        if args.tool == "yappi":
-            gw = harness.start_gateway(data_dir, launcher=[sys.executable, str(BENCH_DIR / "_yappi_serve.py")],
+        if args.tool in ("yappi", "gc"):
+            launcher = BENCH_DIR / ("_yappi_serve.py" if args.tool == "yappi" else "_gc_serve.py")
+            gw = harness.start_gateway(data_dir, launcher=[sys.executable, str(launcher)],
                                        extra_env={"A2AGENT_BENCH_PROFILE_OUT": str(out), **env})
         else:
             gw = harness.start_gateway(data_dir, extra_env=env)
@@ -283,12 +301,13 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(drive(bench, args.scenario, args.concurrency, 3.0, 500))  # warm-up, not profiled
         time.sleep(0.5)
         spy = None
-        if args.tool == "yappi":
+        if args.tool in ("yappi", "gc"):
             os.kill(gw.pid, signal.SIGUSR1)
         else:
             raw = data_dir / "stacks.txt"
+            mode = ["--native"] if args.native else ["--nonblocking"]
             spy = subprocess.Popen([find_py_spy(), "record", "--pid", str(gw.pid), "--rate", str(args.rate),
-                                    "--format", "raw", "--output", str(raw), "--nonblocking",
+                                    "--format", "raw", "--output", str(raw), *mode,
                                     "--duration", str(int(args.seconds) + 2)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         time.sleep(1.0)
@@ -299,12 +318,15 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(0.5 if pg is None else 1.5)  # let the last settlements finish inside the window
         c1, t1 = gw.cpu(), harness.thread_cpu(gw.pid)
         per_thread = thread_delta(gw.pid, t0, t1, max(res["ok"], 1))
-        if args.tool == "yappi":
+        if args.tool in ("yappi", "gc"):
             os.kill(gw.pid, signal.SIGUSR2)
             if not wait_file(out, 60):
                 print("the profiled gateway wrote no profile", file=sys.stderr)
                 return 1
-            summary = yappi_summary(json.loads(out.read_text()), args.top)
+            if args.tool == "gc":
+                summary = gc_summary(json.loads(out.read_text()), max(res["ok"], 1), c1 - c0)
+            else:
+                summary = yappi_summary(json.loads(out.read_text()), args.top)
         else:
             try:
                 _, err = spy.communicate(timeout=args.seconds + 60)
@@ -315,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"py-spy failed ({spy.returncode}): {err.strip()[-800:]}", file=sys.stderr)
                 return 1
             summary = pyspy_summary(raw, args.top)
+            if args.raw:
+                shutil.copyfile(raw, args.raw)
             if args.svg:
                 flame(gw.pid, args, bench)
     finally:
@@ -332,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.scenario} at concurrency {args.concurrency} under {args.tool}: {res['ok']} requests "
           f"({res['rps']:.0f}/s), errors {res['errors']}; gateway CPU "
           f"{report['gateway_cpu_us_per_request_under_profiler']} µs per request under the profiler")
+    if args.tool == "gc":
+        print(f"cyclic GC: {summary['gc_us_per_request']} µs per request, {summary['gc_share_of_gateway_cpu']} % of "
+              f"the gateway's CPU (thresholds {summary['thresholds']})")
     print("\nGateway CPU per request by thread (/proc, profiler included):")
     for r in per_thread:
         print(f"  {r['thread']:<20} user {r['user_us']:6} µs   sys {r['sys_us']:6} µs")

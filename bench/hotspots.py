@@ -256,8 +256,10 @@ def wait_file(path: Path, timeout: float) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tool", choices=("yappi", "py-spy", "gc"), default="yappi",
-                    help="gc: time the cyclic garbage collector per generation (no profiler)")
+    ap.add_argument("--tool", choices=("yappi", "py-spy", "gc", "phases"), default="yappi",
+                    help="gc: time the cyclic garbage collector per generation; phases: wall time of "
+                         "each per-request phase (key lookup, admission, pending record, upstream, "
+                         "settlement); neither is a profiler")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--max-requests", type=int, default=20000)
@@ -291,8 +293,9 @@ def main(argv: list[str] | None = None) -> int:
         env = {"A2AGENT_DATABASE_URL": pg.url, "A2AGENT_REDIS_URL": sbs_procs.REDIS_URL}
     try:
         key = harness.prepare(data_dir, upstream, env)
-        if args.tool in ("yappi", "gc"):
-            launcher = BENCH_DIR / ("_yappi_serve.py" if args.tool == "yappi" else "_gc_serve.py")
+        if args.tool in ("yappi", "gc", "phases"):
+            launcher = BENCH_DIR / {"yappi": "_yappi_serve.py", "gc": "_gc_serve.py",
+                                    "phases": "_phase_serve.py"}[args.tool]
             gw = harness.start_gateway(data_dir, launcher=[sys.executable, str(launcher)],
                                        extra_env={"A2AGENT_BENCH_PROFILE_OUT": str(out), **env})
         else:
@@ -301,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(drive(bench, args.scenario, args.concurrency, 3.0, 500))  # warm-up, not profiled
         time.sleep(0.5)
         spy = None
-        if args.tool in ("yappi", "gc"):
+        if args.tool in ("yappi", "gc", "phases"):
             os.kill(gw.pid, signal.SIGUSR1)
         else:
             raw = data_dir / "stacks.txt"
@@ -318,13 +321,18 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(0.5 if pg is None else 1.5)  # let the last settlements finish inside the window
         c1, t1 = gw.cpu(), harness.thread_cpu(gw.pid)
         per_thread = thread_delta(gw.pid, t0, t1, max(res["ok"], 1))
-        if args.tool in ("yappi", "gc"):
+        if args.tool in ("yappi", "gc", "phases"):
             os.kill(gw.pid, signal.SIGUSR2)
             if not wait_file(out, 60):
                 print("the profiled gateway wrote no profile", file=sys.stderr)
                 return 1
             if args.tool == "gc":
                 summary = gc_summary(json.loads(out.read_text()), max(res["ok"], 1), c1 - c0)
+            elif args.tool == "phases":
+                phases = json.loads(out.read_text())
+                summary = {"phases": phases, "inclusive": [], "package_self": [],
+                           "self": [(f"{k}: n {v['n']}, mean {v['mean_ms']} ms, p50 {v['p50_ms']} ms, "
+                                     f"p99 {v['p99_ms']} ms", None, None) for k, v in phases.items()]}
             else:
                 summary = yappi_summary(json.loads(out.read_text()), args.top)
         else:
@@ -368,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     for title, key in sections:
         print(f"\n{title} (% of profiled CPU{', calls' if args.tool == 'yappi' and key != 'package_self' else ''}):")
         for name, pct, calls in summary[key]:
-            print(f"  {pct:5.1f}%  {name}" + (f"   [{calls}]" if calls is not None else ""))
+            print(f"  {'' if pct is None else f'{pct:5.1f}%'}  {name}" + (f"   [{calls}]" if calls is not None else ""))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")

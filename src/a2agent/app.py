@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import datetime as dt
 import json
 import logging
@@ -20,7 +21,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from a2agent.api import routes as api_routes
-from a2agent.api.errors import ANTHROPIC, OPENAI, ApiError, error_response
+from a2agent.api.errors import ANTHROPIC, OPENAI, ApiError, error_response, unavailable_error
 from a2agent.billing.admission import Admission
 from a2agent.billing.usage import UsageQueries
 from a2agent.config import Settings
@@ -31,7 +32,8 @@ from a2agent.providers.upstream import UpstreamPool
 from a2agent.routing.health import ChannelHealth, Selector
 from a2agent.routing.relay import Relay
 from a2agent.routing.tasks import TaskTracker
-from a2agent.services import Services
+from a2agent.services import REDIS_TIMEOUT, Services
+from a2agent.store.faults import DATABASE, DependencyUnavailable, classify
 from a2agent.store.models import Instance, utcnow
 
 log = logging.getLogger("a2agent")
@@ -50,7 +52,8 @@ class Gateway:
         self.pool = UpstreamPool(settings)
         self.health = ChannelHealth()
         self.selector = Selector(self.health)
-        self.admission = Admission(settings, redis=self.services.redis)
+        self.admission = Admission(settings, redis=self.services.redis, deps=self.services.deps,
+                                   redis_timeout=REDIS_TIMEOUT, hot=self.services.hot)
         self.usage = UsageQueries(self.services.db)
         self.metrics = Metrics()
         self.token_counts = TokenCounts(self)
@@ -58,10 +61,14 @@ class Gateway:
         self.relay = Relay(self.services, self.pool, self.tasks, make_adapter, self.selector, self.health,
                            self.admission, self.counters)
         self.relay.metrics = self.metrics
+        self.services.deps.on_error = self.metrics.dependency_error
         self.draining = False
+        self._recover_after = 0.0  # monotonic: no dead-instance recovery before this
         self._heartbeat: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        if await self.services.catalog.seal_credentials():  # rows stored before sealing existed
+            log.info("channel credentials sealed at rest")
         snapshot = await self.services.catalog.snapshot(await self.services.catalog.current_version())
         if "local" in snapshot.channels:
             from a2agent.providers.local_model import register_local_counter
@@ -119,21 +126,32 @@ class Gateway:
 
     async def _heartbeat_loop(self) -> None:
         n = 0
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
             try:
                 await self._beat()
+                self.services.deps.ok(DATABASE)
                 n += 1
-                if n % 6 == 0:
+                if n % 6 == 0 and loop.time() >= self._recover_after:
                     await self.recover()
-            except Exception:  # noqa: BLE001 - keep beating; the DB may come back
-                log.warning("heartbeat failed", exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - keep beating; the DB may come back
+                err = classify(exc, DATABASE)
+                if err is None:
+                    log.warning("heartbeat failed", exc_info=True)
+                    continue
+                self.services.deps.failed(err)
+                # every instance's heartbeat went stale meanwhile: give the others time to
+                # beat again before any of them is taken for dead and its requests recovered
+                self._recover_after = loop.time() + DEAD_AFTER_SECONDS + 2 * HEARTBEAT_SECONDS
 
     async def stop(self) -> None:
         """Graceful: wait for in-flight requests' settlements, then close everything."""
         self.draining = True
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+        if self.admission.guard is not None:
+            await self.admission.guard.close()
         finished = await self.tasks.drain(self.settings.shutdown_grace_seconds)
         if not finished:
             log.warning("shutdown grace period over with %d task(s) left; they will be recovered",
@@ -162,17 +180,66 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    """Ready while the database answers (within a second). Redis is reported but does not
+    make the gateway unready: without it, limits are counted per instance (degraded)."""
     gw: Gateway = request.app.state.gateway
     if gw.draining:
         return JSONResponse({"status": "draining"}, status_code=503)
-    if not await gw.services.db.ping():
-        return JSONResponse({"status": "database unreachable"}, status_code=503)
-    return JSONResponse({"status": "ready"})
+    deps = gw.services.deps
+    body: dict[str, str] = {}
+    guard = gw.admission.guard
+    if guard is not None:
+        db_ok, redis_ok = await asyncio.gather(gw.services.db.ping(), guard.ping())
+        body["redis"] = "ok" if redis_ok else "degraded"
+    else:
+        db_ok = await gw.services.db.ping()
+    if not db_ok:
+        deps.failed(DependencyUnavailable(DATABASE, "readiness check"))
+        return JSONResponse({"status": "database unreachable", "database": "unreachable", **body},
+                            status_code=503, headers={"retry-after": "2"})
+    # (a write that works, not this read, says the database is back: see store.hotpath)
+    return JSONResponse({"status": "ready", "database": "ok", **body})
 
 
 async def metrics(request: Request) -> Response:
+    """Behind ``A2AGENT_METRICS_TOKEN`` (bearer) when set; else only for loopback peers (the
+    sample nginx config does not pass /metrics on)."""
     gw: Gateway = request.app.state.gateway
+    token = gw.settings.metrics_token
+    if token:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            return Response(b"metrics require the bearer token (A2AGENT_METRICS_TOKEN)\n", status_code=401,
+                            media_type="text/plain", headers={"www-authenticate": "Bearer"})
+    elif (request.client.host if request.client else "") not in ("127.0.0.1", "::1"):
+        return Response(b"metrics are served to loopback only; set A2AGENT_METRICS_TOKEN\n", status_code=403,
+                        media_type="text/plain")
+    await gw.metrics.count_pending(gw.services.db)
     return gw.metrics.render(gw)
+
+
+class SecurityHeadersMiddleware:
+    """HSTS on every response when the public URL is https."""
+
+    def __init__(self, app: ASGIApp, hsts: bool) -> None:
+        self.app = app
+        self.hsts = hsts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.hsts:
+            await self.app(scope, receive, send)
+            return
+
+        async def with_hsts(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"strict-transport-security", HSTS)]
+            await send(message)
+
+        await self.app(scope, receive, with_hsts)
+
+
+HSTS = b"max-age=31536000; includeSubDomains"
 
 
 class ApiErrorMiddleware:
@@ -199,13 +266,27 @@ class ApiErrorMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception:
-            if started or not path.startswith("/v1"):
+        except Exception as exc:
+            if started:
+                raise
+            gw: Gateway = scope["app"].state.gateway
+            unavailable = unavailable_error(exc, gw.services.deps)
+            if unavailable is not None:  # logged once per outage, not per request
+                await _unavailable_response(path, unavailable)(scope, receive, send)
+                return
+            if not path.startswith("/v1"):
                 raise
             log.exception("unhandled error on %s", path)
             proto = ANTHROPIC if path.startswith("/v1/messages") else OPENAI
             await error_response(proto, ApiError(500, "Internal gateway error; the request was not "
                                                       "charged."))(scope, receive, send)
+
+
+def _unavailable_response(path: str, err: ApiError) -> Response:
+    if path.startswith("/v1"):
+        return error_response(ANTHROPIC if path.startswith("/v1/messages") else OPENAI, err)
+    return Response("Service temporarily unavailable; retry in a few seconds.\n", 503,
+                    headers=err.headers, media_type="text/plain")
 
 
 async def not_found(request: Request, exc: Exception) -> Response:
@@ -238,6 +319,10 @@ def create_app(settings: Settings, gateway: Gateway | None = None, *, console: b
         Route("/metrics", metrics, methods=["GET"]),
         *api_routes.routes,
     ]
+    if settings.payments_enabled:
+        from a2agent.api.stripe_webhook import stripe_webhook
+
+        routes.append(Route("/webhooks/stripe", stripe_webhook, methods=["POST"]))
     if console:
         from a2agent.console.web import console_routes
 
@@ -245,7 +330,8 @@ def create_app(settings: Settings, gateway: Gateway | None = None, *, console: b
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(ApiErrorMiddleware)],
+        middleware=[Middleware(SecurityHeadersMiddleware, hsts=settings.base_url.startswith("https://")),
+                    Middleware(ApiErrorMiddleware)],
         exception_handlers={404: not_found, 405: not_found},
     )
     app.state.gateway = gw

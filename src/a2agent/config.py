@@ -36,13 +36,26 @@ class Settings:
     log_level: str = "info"
     # API edge
     max_body_bytes: int = 32 * 1024 * 1024
+    trusted_proxies: str = ""  # comma-separated proxy addresses whose X-Forwarded-For is believed
+    metrics_token: str | None = None  # bearer token for /metrics (unset: loopback peers only)
     # accounts and billing
     signup_enabled: bool = True
     account_max_concurrency: int = 64  # 0 = unlimited
     default_rpm: int = 0  # requests per minute per key and per account; 0 = unlimited
     default_tpm: int = 0  # tokens per minute per key and per account; 0 = unlimited
+    default_max_output_tokens: int = 4096  # output cap reserved when a request sets none
+    stream_checkpoint_seconds: float = 10.0  # how often a stream notes its relayed output
     disconnect_drain_seconds: float = 10.0
     shutdown_grace_seconds: float = 30.0
+    signup_credit_usd: float = 0.0  # granted to each account created by sign-up (ledger: grant)
+    low_balance_usd: float = 0.0  # console banner below this balance (and always at <= 0)
+    # Stripe Checkout top-ups: both keys set = card payments on; neither = codes only
+    stripe_secret_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str | None = None  # e.g. a stripe-mock; default: Stripe's own API
+    topup_presets_usd: str = "5,10,25,50"  # buttons on the Billing page
+    topup_min_usd: float = 5.0
+    topup_max_usd: float = 1000.0
     # upstream defaults (channels may override)
     upstream_connect_timeout: float = 10.0
     upstream_first_byte_timeout: float = 120.0
@@ -59,6 +72,12 @@ class Settings:
     # db pool (PostgreSQL)
     db_pool_size: int = 10
     db_max_overflow: int = 10
+    # bounded waits on the database: a pooled connection (or SQLite's write lock held by
+    # another process), and one PostgreSQL statement (0 = unbounded)
+    db_acquire_timeout: float = 5.0
+    db_statement_timeout: float = 10.0
+    # answered requests whose settlement waits for the database to come back (per process)
+    settlement_queue_max: int = 10000
 
     @property
     def base_url(self) -> str:
@@ -68,6 +87,14 @@ class Settings:
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
+
+    @property
+    def payments_enabled(self) -> bool:
+        return bool(self.stripe_secret_key and self.stripe_webhook_secret)
+
+    @property
+    def topup_presets(self) -> list[float]:
+        return [float(x) for x in self.topup_presets_usd.split(",") if x.strip()]
 
     @property
     def is_sqlite(self) -> bool:
@@ -146,17 +173,24 @@ def _check(settings: Settings) -> None:
         raise bad("workers", f"must be at least 1, got {settings.workers}")
     if settings.max_body_bytes < 1024:
         raise bad("max_body_bytes", f"must be at least 1024, got {settings.max_body_bytes}")
-    for name in ("account_max_concurrency", "default_rpm", "default_tpm", "local_model_queue"):
+    for name in ("account_max_concurrency", "default_rpm", "default_tpm", "local_model_queue",
+                 "db_statement_timeout"):
         if getattr(settings, name) < 0:
             raise bad(name, f"must not be negative, got {getattr(settings, name)}")
+    if settings.default_max_output_tokens < 1:
+        raise bad("default_max_output_tokens", f"must be at least 1, got {settings.default_max_output_tokens}")
     for name in (
         "upstream_connect_timeout",
         "upstream_first_byte_timeout",
         "upstream_idle_timeout",
         "upstream_total_timeout",
+        "db_acquire_timeout",
+        "stream_checkpoint_seconds",
     ):
         if getattr(settings, name) <= 0:
             raise bad(name, f"must be a positive number of seconds, got {getattr(settings, name)}")
+    if settings.settlement_queue_max < 1:
+        raise bad("settlement_queue_max", f"must be at least 1, got {settings.settlement_queue_max}")
     if settings.local_model_input_price < 0 or settings.local_model_output_price < 0:
         raise bad("local_model_input_price", "prices must not be negative")
     if settings.redis_url is not None:
@@ -167,8 +201,37 @@ def _check(settings: Settings) -> None:
         parts = urlsplit(settings.public_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise bad("public_url", f"expected an http(s) URL, got {settings.public_url!r}")
+    _check_money(settings, bad)
     if settings.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise bad("log_level", f"expected debug, info, warning or error, got {settings.log_level!r}")
+
+
+def _check_money(settings: Settings, bad: Any) -> None:
+    for name in ("signup_credit_usd", "low_balance_usd", "topup_min_usd", "topup_max_usd"):
+        value = getattr(settings, name)
+        if not 0 <= value <= 1_000_000 or round(value, 6) != value:
+            raise bad(name, f"expected a USD amount from 0 to 1000000, got {value}")
+    if settings.topup_min_usd < 0.5:
+        raise bad("topup_min_usd", "Stripe's smallest USD charge is 0.50")
+    if settings.topup_max_usd < settings.topup_min_usd:
+        raise bad("topup_max_usd", "must not be below A2AGENT_TOPUP_MIN_USD")
+    try:
+        presets = settings.topup_presets
+    except ValueError:
+        raise bad("topup_presets_usd", f"expected USD amounts separated by commas, got "
+                                       f"{settings.topup_presets_usd!r}") from None
+    for value in presets:
+        if not settings.topup_min_usd <= value <= settings.topup_max_usd or round(value, 2) != value:
+            raise bad("topup_presets_usd", f"{value} is not a whole-cent amount between the "
+                                           "top-up minimum and maximum")
+    if bool(settings.stripe_secret_key) != bool(settings.stripe_webhook_secret):
+        missing = "stripe_webhook_secret" if settings.stripe_secret_key else "stripe_secret_key"
+        raise bad(missing, "Stripe needs both A2AGENT_STRIPE_SECRET_KEY and "
+                           "A2AGENT_STRIPE_WEBHOOK_SECRET (or neither)")
+    if settings.stripe_api_base is not None:
+        parts = urlsplit(settings.stripe_api_base)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise bad("stripe_api_base", f"expected an http(s) URL, got {settings.stripe_api_base!r}")
 
 
 def _ensure_secret(data_dir: Path) -> str:
@@ -177,7 +240,7 @@ def _ensure_secret(data_dir: Path) -> str:
         value = path.read_text().strip()
         if len(value) >= 32:
             return value
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(data_dir)
     value = secrets.token_urlsafe(48)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -233,8 +296,15 @@ def load_settings(
         raise ConfigError("A2AGENT_SECRET_KEY: must be at least 16 characters")
     _check(settings)
     if materialize:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(data_dir)
     return settings
+
+
+def make_private_dir(path: Path) -> None:
+    """The data directory (database, secret key, logs): created 0700, readable by its owner only."""
+    if not path.exists():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path, 0o700)
 
 
 __all__ = ["ConfigError", "Settings", "load_settings", "normalize_database_url"]

@@ -88,7 +88,7 @@ def run_server(settings: Settings, config_file: str | None = None) -> None:
         host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False,
         log_config=None, loop="uvloop", http="httptools",
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
-        proxy_headers=True, forwarded_allow_ips="127.0.0.1")
+        **proxy_options(settings))
     # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal: end cleanly instead, so the
     # local model is stopped below and the exit status says the shutdown was orderly.
     signal.signal(signal.SIGTERM, _exit_cleanly)
@@ -102,3 +102,12 @@ def run_server(settings: Settings, config_file: str | None = None) -> None:
     finally:
         if local is not None:
             local.stop()
+
+
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's X-Forwarded-For handling: believed only from A2AGENT_TRUSTED_PROXIES (default
+    none), so a client cannot choose the address its throttles and records see."""
+    trusted = ",".join(p.strip() for p in settings.trusted_proxies.split(",") if p.strip())
+    if not trusted:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": trusted}

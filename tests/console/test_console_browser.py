@@ -184,7 +184,7 @@ def test_user_journey(env: Any, new_context: Any, shots: Any, console_errors: li
     page.click("#confirm-ok")
     page.wait_for_selector(".alert.ok")
     assert page.locator("tr[data-key-row]").count() == 0
-    assert page.evaluate("localStorage.getItem('a2agent.keys')") == "{}"
+    assert page.evaluate("localStorage.getItem('a2agent.keys.' + document.body.dataset.keyScope)") == "{}"
     with pytest.raises(openai.AuthenticationError):
         _chat(env, key)
     env.settle_all()

@@ -110,6 +110,19 @@ def assert_settled_uncharged(t: Tenant, start_balance: int) -> Any:
     return rec
 
 
+def assert_settled_for_relayed(t: Tenant, start_balance: int) -> Any:
+    """A stream that broke after it started: one settled record, charged exactly for the tokens
+    relayed before the failure (and the input the upstream read), or nothing when none were."""
+    rec = t.only_record()
+    if rec.output_tokens == 0:
+        return assert_settled_uncharged(t, start_balance)
+    assert rec.usage_source.startswith("relayed_"), rec.usage_source
+    assert rec.cost_micro == expected_cost(rec.input_tokens, rec.output_tokens, rec.cache_read_tokens,
+                                           rec.cache_write_tokens) > 0
+    assert t.balance() == start_balance - rec.cost_micro
+    return rec
+
+
 def assert_error(r: httpx.Response, status: int, protocol: str, *, err_type: str | None = None,
                  code: str | None = None) -> dict[str, Any]:
     assert r.status_code == status, (r.status_code, r.text)

@@ -155,15 +155,16 @@ def test_balance_at_or_below_zero_is_403_insufficient_balance(denv, balance_micr
 
 
 def test_balance_spent_to_zero_then_refused(denv):
-    """A request may take the balance below zero; the next one is refused."""
+    """A request admitted on its hold spends the balance to zero; the next one is refused."""
     t = Tenant(denv, balance_usd=0)
-    denv.call(denv.services.ledger.adjust(t.id, 5, note="five micro-USD"))
-    denv.upstream.enqueue(Script(usage=Usage(input_tokens=100, output_tokens=100)))  # costs 300 micro-USD
-    t.oa.chat.completions.create(model="gpt-test", messages=MSGS)
+    denv.call(denv.services.ledger.adjust(t.id, 305, note="305 micro-USD"))
+    # held: ~4 input tokens + 100 output tokens x 2 = ~204; the upstream counts more input
+    denv.upstream.enqueue(Script(usage=Usage(input_tokens=103, output_tokens=101)))  # costs 305 micro-USD
+    t.oa.chat.completions.create(model="gpt-test", messages=MSGS, max_tokens=100)
     denv.settle_all()
-    assert t.balance() == 5 - 300
+    assert t.balance() == 0
     with pytest.raises(openai.PermissionDeniedError) as ei:
-        t.oa.chat.completions.create(model="gpt-test", messages=MSGS)
+        t.oa.chat.completions.create(model="gpt-test", messages=MSGS, max_tokens=1)
     assert ei.value.code == "insufficient_balance"
     # count_tokens calls the upstream with the operator's credential: refused as well
     r = _send(denv, "POST", "/v1/messages/count_tokens", {"model": "claude-test", "messages": MSGS},

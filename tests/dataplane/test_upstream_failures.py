@@ -18,7 +18,15 @@ import httpx
 import openai
 import pytest
 
-from tests.dataplane.conftest import MSGS, Tenant, assert_error, assert_settled_uncharged, reset_channels, wait_for
+from tests.dataplane.conftest import (
+    MSGS,
+    Tenant,
+    assert_error,
+    assert_settled_for_relayed,
+    assert_settled_uncharged,
+    reset_channels,
+    wait_for,
+)
 from tests.support import Script
 
 PROTOCOLS = ["openai", "anthropic"]
@@ -153,7 +161,7 @@ def test_failure_mid_stream_reaches_the_client_as_an_error(denv, tenant, fault, 
         assert exc.body["error"]["type"] in ("api_error", "timeout_error", "overloaded_error")
     if fault == "error_event":
         assert "model overloaded, sorry" in str(exc)
-    rec = assert_settled_uncharged(tenant, start)
+    rec = assert_settled_for_relayed(tenant, start)
     assert rec.status == rec_status, (rec.status, rec.error_type)
     if fault == "stall_idle_timeout":
         assert denv.upstream.wait_until(lambda u: u.client_disconnects == 1, 5)
@@ -178,7 +186,8 @@ def test_mid_stream_failure_wire_format(denv, tenant, fault, fields, rec_status,
     assert sum(1 for e in events if '"error"' in e.split("\n")[-1][:20] or e.startswith("event: error")) == 1
     assert r.text.endswith("\n\n")
     rec = tenant.only_record()
-    assert rec.status == rec_status and rec.cost_micro == 0
+    assert rec.status == rec_status
+    assert rec.cost_micro == 0 if rec.output_tokens == 0 else rec.usage_source.startswith("relayed_")
 
 
 def test_anthropic_malformed_delta_is_relayed_not_swallowed(denv, tenant):
@@ -327,7 +336,7 @@ def test_stream_event_of_unexpected_shape_is_an_error_event(denv, tenant, protoc
     last = [e for e in r.text.split("\n\n") if e.strip()][-1]
     assert last.startswith('data: {"error":' if protocol == "openai" else "event: error\n"), r.text
     assert "never" not in r.text
-    rec = assert_settled_uncharged(tenant, start)
+    rec = assert_settled_for_relayed(tenant, start)  # "ok" was relayed before the odd event
     assert rec.status == "upstream_error"
 
 
@@ -360,3 +369,20 @@ def test_drain_survives_an_event_of_unexpected_shape(denv, tenant):
              "the abandoned request to be settled")
     rec = tenant.only_record()
     assert rec.status == "client_disconnect" and rec.cost_micro > 0
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("model", ["gpt-test", "claude-test"])
+def test_output_relayed_before_a_reset_is_charged(denv, tenant, protocol, model):
+    """Issue 13: what reached the client before the upstream reset is charged (counted from
+    what was relayed), never dropped; nothing relayed, nothing charged."""
+    start = tenant.balance()
+    words = " ".join(f"w{i}" for i in range(40))
+    denv.upstream.enqueue(Script(text=words, reset_mid_stream=12, omit_usage=True))
+    path = "/v1/chat/completions" if protocol == "openai" else "/v1/messages"
+    body = {"model": model, "messages": MSGS, "stream": True, "max_tokens": 200}
+    r = httpx.post(denv.url + path, json=body, headers={"authorization": f"Bearer {tenant.key}"}, timeout=30)
+    assert r.status_code == 200 and "w5" in r.text and "w39" not in r.text
+    rec = assert_settled_for_relayed(tenant, start)
+    assert rec.status == "upstream_error" and rec.output_tokens >= 2 and rec.cost_micro > 0
+    assert rec.usage_source.startswith("relayed_")

@@ -92,6 +92,10 @@ def test_channels_models_codes(cli_env: dict[str, str]) -> None:
     ok("channel", "add", "ds", "--protocol", "openai", "--base-url", "https://api.deepseek.com/v1",
        "--api-key", "sk-upstream-secret", "--priority", "2", "--weight", "3", env=cli_env)
     ok("channel", "add", "anth", "--protocol", "anthropic", "--base-url", "https://api.anthropic.com", env=cli_env)
+    ok("channel", "add", "oai-resp", "--protocol", "responses", "--base-url", "https://api.openai.com/v1",
+       env=cli_env)
+    assert "responses" in ok("channel", "add", "--help", env=cli_env)
+    ok("channel", "remove", "oai-resp", env=cli_env)
     assert "already exists" in fails("channel", "add", "ds", "--protocol", "openai", "--base-url",
                                      "http://x/v1", env=cli_env)
     fails("channel", "add", "bad", "--protocol", "grpc", "--base-url", "http://x", env=cli_env, code=2)
@@ -102,7 +106,7 @@ def test_channels_models_codes(cli_env: dict[str, str]) -> None:
     assert "sk-upstream-secret" not in ok("channel", "list", env=cli_env)
 
     ok("model", "add", "deepseek-chat", "--channel", "ds", "--input-price", "0.27", "--output-price", "1.10",
-       "--cache-read-price", "0.07", "--context-window", "65536", env=cli_env)
+       "--cache-read-price", "0.07", "--context-window", "65536", "--max-output", "8192", env=cli_env)
     ok("model", "add", "deepseek-chat", "--channel", "anth", "--upstream-model", "claude-x",
        "--input-price", "0.27", "--output-price", "1.10", env=cli_env)
     assert "no channel" in fails("model", "add", "m2", "--channel", "nope", "--input-price", "1",
@@ -114,7 +118,7 @@ def test_channels_models_codes(cli_env: dict[str, str]) -> None:
     models = json.loads(ok("model", "list", "--json", env=cli_env))
     assert len(models) == 1
     m = models[0]
-    assert m["id"] == "deepseek-chat" and m["context_window"] == 65536
+    assert m["id"] == "deepseek-chat" and m["context_window"] == 65536 and m["max_output_tokens"] == 8192
     assert (m["input_price"], m["output_price"], m["cache_read_price"]) == ("0.270000", "1.100000", "0.070000")
     assert sorted(r["channel"] for r in m["routes"]) == ["anth", "ds"]
     ok("model", "remove", "deepseek-chat", env=cli_env)

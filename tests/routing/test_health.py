@@ -162,6 +162,7 @@ def test_retry_after_on_the_only_channel(rig: Rig, tenant: Tenant, caller: str) 
     assert rig.state("a-oai").consecutive_failures == 0  # rate limited is not broken
     wait_for(lambda: rig.gw.health.available(rig.channel("a-oai")), 3, "the Retry-After to pass")
     assert_answer(rig.send(tenant, caller, "solo-oai", stream=True), caller, True, TEXT_A)
+    rig.env.settle_all()  # the stream's settlement runs after its last byte
     assert tenant.balance() == tenant.start_balance - COST_A
 
 

@@ -19,6 +19,7 @@ import uvicorn
 
 from a2agent.app import Gateway, create_app
 from a2agent.config import Settings, load_settings
+from a2agent.server import proxy_options
 from a2agent.store.db import upgrade_sync
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -49,7 +50,8 @@ class ThreadedGateway:
         self.app = create_app(settings, self.gateway)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=settings.port, log_level="warning",
                                 access_log=False, loop="asyncio", lifespan="on",
-                                timeout_graceful_shutdown=int(settings.shutdown_grace_seconds))
+                                timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+                                **proxy_options(settings))
         self.server = uvicorn.Server(config)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)

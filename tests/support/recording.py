@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 from urllib.parse import parse_qs
 
-from .script import CHAT, COUNT_TOKENS, EMBEDDINGS, MESSAGES, MODELS, Script
+from .script import CHAT, COUNT_TOKENS, EMBEDDINGS, MESSAGES, MODELS, RESPONSES, Script
 
 
 @dataclass
@@ -63,6 +63,8 @@ def route(method: str, path: str) -> Optional[str]:
             return MESSAGES
         if p.endswith("/embeddings"):
             return EMBEDDINGS
+        if p.endswith("/responses"):
+            return RESPONSES
     elif method == "GET" and p.endswith("/models"):
         return MODELS
     return None

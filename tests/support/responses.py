@@ -10,9 +10,10 @@ import orjson
 
 from . import wire_anthropic as wa
 from . import wire_openai as wo
+from . import wire_responses as wr
 from .http11 import Connection, build_head
 from .recording import RecordedRequest
-from .script import CHAT, Script, fault_position, hash_str, resolve_usage
+from .script import CHAT, RESPONSES, Script, fault_position, hash_str, resolve_usage
 
 JSON_CT = "application/json"
 SSE_CT = "text/event-stream; charset=utf-8"
@@ -25,7 +26,9 @@ OnDisconnect = Callable[[RecordedRequest], None]
 
 def render_nonstream(endpoint: str, s: Script, body: Any, model: str, hexid: str, default_text: str) -> bytes:
     usage = resolve_usage(s, body, default_text)
-    if endpoint == CHAT:
+    if endpoint == RESPONSES:
+        obj = wr.response(s, rid=hexid, model=model, usage=usage, default_text=default_text)
+    elif endpoint == CHAT:
         obj = wo.completion(
             s, rid="chatcmpl-" + hexid, created=int(time.time()), model=model, usage=usage, default_text=default_text
         )
@@ -35,6 +38,8 @@ def render_nonstream(endpoint: str, s: Script, body: Any, model: str, hexid: str
 
 
 def render_malformed(endpoint: str, hexid: str) -> bytes:
+    if endpoint == RESPONSES:
+        return wr.malformed_body(hexid)
     return wo.malformed_body("chatcmpl-" + hexid) if endpoint == CHAT else wa.malformed_body("msg_" + hexid)
 
 
@@ -43,6 +48,9 @@ def render_stream(endpoint: str, s: Script, body: Any, model: str, hexid: str, d
     rid = "chatcmpl-" + hexid
     if s.raw_frames is not None:
         frames = [f.encode() if isinstance(f, str) else f for f in s.raw_frames]
+    elif endpoint == RESPONSES:
+        frames = wr.stream_frames(s, rid=hexid, model=model, usage=resolve_usage(s, body, default_text),
+                                  default_text=default_text)
     elif endpoint == CHAT:
         opts = body.get("stream_options") if isinstance(body, dict) else None
         frames = wo.stream_frames(
@@ -60,10 +68,12 @@ def render_stream(endpoint: str, s: Script, body: Any, model: str, hexid: str, d
         )
     k = fault_position(s.malformed_json)
     if k is not None and k < len(frames):
-        frames[k] = wo.malformed_frame(rid) if endpoint == CHAT else wa.malformed_frame()
+        frames[k] = (wo.malformed_frame(rid) if endpoint == CHAT else wr.malformed_frame(hexid)
+                     if endpoint == RESPONSES else wa.malformed_frame())
     k = fault_position(s.unknown_event)
     if k is not None:
-        frames[k:k] = wo.unknown_frames(rid, int(time.time()), model) if endpoint == CHAT else wa.unknown_frames()
+        frames[k:k] = (wo.unknown_frames(rid, int(time.time()), model) if endpoint == CHAT
+                       else wr.unknown_frames() if endpoint == RESPONSES else wa.unknown_frames())
     return frames
 
 
@@ -175,7 +185,8 @@ async def send_stream(
             return
         if i == err_k:
             rec.completed, rec.outcome = True, "error_event"
-            conn.end_chunked(wo.error_frame(s) if endpoint == CHAT else wa.error_frame(s))
+            conn.end_chunked(wo.error_frame(s) if endpoint == CHAT else wr.error_frame(s)
+                             if endpoint == RESPONSES else wa.error_frame(s))
             return
         if i == trunc_k:
             frame = frames[i] if i < n else b'data: {"truncated'

@@ -37,7 +37,8 @@ MESSAGES = "messages"  # POST .../messages  (Anthropic)
 COUNT_TOKENS = "count_tokens"  # POST .../messages/count_tokens
 MODELS = "models"  # GET .../models
 EMBEDDINGS = "embeddings"  # POST .../embeddings
-GENERATION_ENDPOINTS = (CHAT, MESSAGES)
+RESPONSES = "responses"  # POST .../responses  (OpenAI Responses API)
+GENERATION_ENDPOINTS = (CHAT, MESSAGES, RESPONSES)
 
 
 @dataclass

@@ -170,7 +170,9 @@ def test_default_max_tokens_is_configurable():
     [
         ({"reasoning_effort": "low"}, {"type": "enabled", "budget_tokens": 2048}, 4096 + 2048),
         ({"reasoning_effort": "medium"}, {"type": "enabled", "budget_tokens": 8192}, 4096 + 8192),
-        ({"reasoning_effort": "high", "max_tokens": 10000}, {"type": "enabled", "budget_tokens": 9999}, 10000),
+        ({"reasoning_effort": "high", "max_tokens": 10000}, {"type": "enabled", "budget_tokens": 5904}, 10000),
+        ({"reasoning_effort": "high", "max_tokens": 4000}, {"type": "enabled", "budget_tokens": 2000}, 4000),
+        ({"reasoning_effort": "low", "max_tokens": 1500}, {"type": "enabled", "budget_tokens": 1024}, 1500),
         ({"reasoning_effort": "minimal", "max_completion_tokens": 3000}, {"type": "enabled", "budget_tokens": 1024}, 3000),
         ({"reasoning_effort": "none"}, None, 4096),
     ],
@@ -182,7 +184,7 @@ def test_reasoning_effort_to_thinking(extra, thinking, max_tokens):
     if thinking:  # Anthropic rejects sampling changes while thinking
         assert "temperature" not in out and "top_p" not in out
     else:
-        assert out["temperature"] == 0.2 and out["top_p"] == 0.5
+        assert out["temperature"] == 0.2 and "top_p" not in out  # never the pair
 
 
 def test_adaptive_thinking_variant():

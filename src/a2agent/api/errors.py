@@ -5,8 +5,11 @@ from __future__ import annotations
 import orjson
 from starlette.responses import Response
 
+from a2agent.store.faults import DependencyHealth, classify
+
 OPENAI = "openai"
 ANTHROPIC = "anthropic"
+RESPONSES = "responses"  # the OpenAI Responses API (a caller protocol, and a channel protocol)
 
 # HTTP status → Anthropic error type (protocols.md §2.6)
 _ANTHROPIC_TYPES = {
@@ -32,6 +35,7 @@ _OPENAI_TYPES = {
     404: "not_found_error",
     413: "invalid_request_error",
     429: "rate_limit_exceeded",
+    503: "service_unavailable",
 }
 
 
@@ -55,6 +59,19 @@ class ApiError(Exception):
         self.param = param
         self.err_type = err_type
         self.headers = headers or {}
+
+
+def unavailable_error(exc: BaseException, deps: DependencyHealth) -> ApiError | None:
+    """A database or Redis outage as the caller sees it: 503 (OpenAI ``service_unavailable``,
+    Anthropic ``overloaded_error``) naming what is away, with Retry-After. None when ``exc`` is
+    not an outage. Raised before any upstream call, so nothing was spent or charged."""
+    err = classify(exc)
+    if err is None:
+        return None
+    deps.failed(err)
+    return ApiError(503, f"Service temporarily unavailable: {err.what} is not reachable. Retry in "
+                         f"a few seconds; this request was not charged.", code="service_unavailable",
+                    headers={"retry-after": str(err.retry_after)})
 
 
 def anthropic_type(status: int) -> str:

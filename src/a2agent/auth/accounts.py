@@ -44,6 +44,7 @@ class KeyPrincipal:
     tpm_limit: int | None
     max_concurrency: int | None
     catalog_version: int
+    spend_limit_micro: int | None = None  # monthly, see billing.spend
 
 
 class Accounts:
@@ -206,4 +207,5 @@ class Accounts:
             tpm_limit=row[7],
             max_concurrency=row[8],
             catalog_version=int(row[9] or 0),
+            spend_limit_micro=row[10],
         )

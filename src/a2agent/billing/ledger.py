@@ -18,8 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from a2agent.auth.accounts import NotFound
 from a2agent.auth.keys import KeyHasher, generate_code, normalize_code
 from a2agent.billing.money import Prices, cost_micro
+from a2agent.billing.reservation import InsufficientBalance
 from a2agent.store.db import Database
-from a2agent.store.hotpath import HotPath, Settlement
+from a2agent.store.hotpath import HoldRefused, HotPath, Settlement
 from a2agent.store.models import (
     Account,
     LedgerEntry,
@@ -28,7 +29,7 @@ from a2agent.store.models import (
     utcnow,
 )
 
-LEDGER_KINDS = ("topup", "charge", "adjustment", "refund", "redeem")
+LEDGER_KINDS = ("topup", "charge", "adjustment", "refund", "redeem", "payment", "grant")
 
 
 class CodeError(ValueError):
@@ -74,7 +75,8 @@ class Ledger:
     # ---- balance moves --------------------------------------------------------------------
     @staticmethod
     async def _move(conn: AsyncConnection, account_id: int, amount: int, kind: str, *,
-                    request_id: str | None = None, note: str | None = None) -> int:
+                    request_id: str | None = None, note: str | None = None,
+                    payment_id: int | None = None, reference: str | None = None) -> int:
         """Inside a transaction: change the balance and append the entry. Returns balance after."""
         if kind not in LEDGER_KINDS:
             raise ValueError(f"unknown ledger kind {kind}")
@@ -94,6 +96,8 @@ class Ledger:
                 balance_after=after,
                 request_id=request_id,
                 note=note,
+                payment_id=payment_id,
+                reference=reference,
                 created_at=utcnow(),
             )
         )
@@ -106,6 +110,13 @@ class Ledger:
         kind = "topup" if amount_micro > 0 else "adjustment"
         async with self.db.write_conn() as conn:
             return await self._move(conn, account_id, amount_micro, kind, note=(note or None))
+
+    async def grant(self, account_id: int, amount_micro: int, note: str) -> int:
+        """An operator-set credit (the sign-up credit): kind ``grant``."""
+        if amount_micro <= 0:
+            raise ValueError("a grant must be positive")
+        async with self.db.write_conn() as conn:
+            return await self._move(conn, account_id, amount_micro, "grant", note=note)
 
     async def refund(self, account_id: int, amount_micro: int, request_id: str, note: str) -> int:
         if amount_micro <= 0:
@@ -165,14 +176,25 @@ class Ledger:
         client_ip: str | None,
         input_estimate: int,
         instance_id: str,
+        reserved: int = 0,
     ) -> None:
-        """Write the pending record at admission, so a crash can still be settled later."""
-        await self.hot.open_request({
-            "id": pending.request_id, "account_id": pending.account_id, "key_id": pending.key_id,
-            "model": pending.model, "protocol": protocol, "stream": stream, "client_ip": client_ip,
-            "input_estimate": input_estimate, "price_id": pending.prices.price_id,
-            "created_at": utcnow(), "instance_id": instance_id,
-        })
+        """Write the pending record at admission, so a crash can still be settled later, and
+        hold ``reserved`` micro-USD of the balance in the same transaction (see
+        billing/reservation.py). Raises InsufficientBalance when the balance less the other
+        holds cannot cover it; then nothing is written."""
+        try:
+            await self.hot.open_request({
+                "id": pending.request_id, "account_id": pending.account_id, "key_id": pending.key_id,
+                "model": pending.model, "protocol": protocol, "stream": stream, "client_ip": client_ip,
+                "input_estimate": input_estimate, "price_id": pending.prices.price_id,
+                "created_at": utcnow(), "instance_id": instance_id, "reserved": max(int(reserved), 0),
+            })
+        except HoldRefused as exc:
+            raise InsufficientBalance(exc.available) from None
+
+    async def note_progress(self, request_id: str, output_tokens: int) -> None:
+        """A stream's relayed output so far, on its pending record (charged if it is recovered)."""
+        await self.hot.progress(request_id, output_tokens)
 
     async def settle(self, pending: PendingRequest, outcome: Outcome) -> int | None:
         """Settle one request, exactly once: complete its record, charge the balance, append
@@ -225,6 +247,7 @@ class Ledger:
             RequestRecord.model,
             RequestRecord.input_estimate,
             RequestRecord.price_id,
+            RequestRecord.output_tokens,  # a stream's relayed output at its last checkpoint
         ).where(RequestRecord.settled_at.is_(None))
         conds: list[ColumnElement[bool]] = []
         if dead_instance_ids:
@@ -249,7 +272,7 @@ class Ledger:
                 ).all()
             }
         count = 0
-        for rid, account_id, key_id, model, estimate, price_id in rows:
+        for rid, account_id, key_id, model, estimate, price_id, relayed in rows:
             p = price_rows.get(price_id)
             prices = (
                 Prices(p.input_micro, p.output_micro, p.cache_read_micro, p.cache_write_micro, p.id)
@@ -260,7 +283,8 @@ class Ledger:
             outcome = Outcome(
                 status="recovered",
                 input_tokens=int(estimate or 0),
-                usage_source="recovered_estimate",
+                output_tokens=int(relayed or 0),
+                usage_source="recovered_relayed" if relayed else "recovered_estimate",
                 error_type="gateway_restart",
                 recovered=True,
             )

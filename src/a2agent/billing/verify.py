@@ -3,19 +3,33 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from a2agent.billing.money import Prices, cost_micro, micro_to_usd
 from a2agent.store.db import Database
-from a2agent.store.models import Account, LedgerEntry, ModelPrice, RequestRecord
+from a2agent.store.models import (
+    Account,
+    LedgerEntry,
+    ModelPrice,
+    Payment,
+    RequestRecord,
+    utcnow,
+)
+
+# a request still pending after this long was lost by its process (recovery settles it)
+PENDING_GRACE = dt.timedelta(minutes=20)
 
 
-async def verify(db: Database) -> list[str]:
+async def verify(db: Database, pending_grace: dt.timedelta = PENDING_GRACE) -> list[str]:
     """Every inconsistency found, as one human-readable line each (empty = clean)."""
     problems: list[str] = []
     async with db.read_conn() as conn:
-        accounts = {r.id: r for r in (await conn.execute(select(Account.id, Account.email, Account.balance_micro))).all()}
+        accounts = {r.id: r for r in (await conn.execute(select(
+            Account.id, Account.email, Account.balance_micro, Account.reserved_micro))).all()}
+        problems += await _holds(conn, accounts, pending_grace)
         running: dict[int, int] = {}
         charges: dict[str, int] = {}
         stmt = select(
@@ -79,6 +93,56 @@ async def verify(db: Database) -> list[str]:
                 )
         for rid in charges.keys() - seen:
             problems.append(f"charge for request {rid} has no settled request record")
+        problems += await _verify_payments(conn)
+    return problems
+
+
+async def _verify_payments(conn: AsyncConnection) -> list[str]:
+    """Card payments: a paid one is credited exactly its amount by one ``payment`` entry of its
+    own account and debited exactly its refunded amount; an unpaid one moved no money."""
+    problems: list[str] = []
+    moved: dict[tuple[int, str], tuple[int, int, set[int]]] = {}
+    q = select(LedgerEntry.payment_id, LedgerEntry.kind, LedgerEntry.amount_micro,
+               LedgerEntry.account_id).where(LedgerEntry.payment_id.is_not(None))
+    for pid, kind, amount, account_id in (await conn.execute(q)).all():
+        key = (int(pid or 0), str(kind))
+        n, total, owners = moved.get(key, (0, 0, set()))
+        moved[key] = (n + 1, total + amount, owners | {account_id})
+    payments = select(Payment.id, Payment.account_id, Payment.status, Payment.amount_micro,
+                      Payment.refunded_micro)
+    for pid, account_id, status, amount, refunded in (await conn.execute(payments)).all():
+        n, credited, owners = moved.pop((pid, "payment"), (0, 0, set()))
+        _, debited, refund_owners = moved.pop((pid, "refund"), (0, 0, set()))
+        expected = (1, amount, -refunded) if status == "paid" else (0, 0, 0)
+        if (n, credited, debited) != expected:
+            problems.append(
+                f"payment {pid} ({status}): ledger has {n} credit(s) of {micro_to_usd(credited)} "
+                f"and refunds of {micro_to_usd(-debited)}, expected {expected[0]} of "
+                f"{micro_to_usd(expected[1])} and {micro_to_usd(-expected[2])}")
+        if (owners | refund_owners) - {account_id}:
+            problems.append(f"payment {pid}: ledger entries on another account")
+    for (pid, kind), _ in moved.items():
+        problems.append(f"ledger {kind} entries point to payment {pid}, which does not exist")
+    return problems
+
+
+async def _holds(conn: AsyncConnection, accounts: Mapping[int, Row[int, str, int, int]], grace: dt.timedelta) -> list[str]:
+    """Each account's hold equals the holds of its unsettled requests; nothing stays pending
+    past the grace period."""
+    problems: list[str] = []
+    held: dict[int, int] = {}
+    cutoff = _naive(utcnow() - grace)
+    rows = (await conn.execute(select(RequestRecord.id, RequestRecord.account_id, RequestRecord.reserved_micro,
+                                      RequestRecord.created_at).where(RequestRecord.settled_at.is_(None)))).all()
+    for rid, account_id, reserved, created in rows:
+        held[account_id] = held.get(account_id, 0) + int(reserved or 0)
+        if created is not None and _naive(created) < cutoff:
+            problems.append(f"request {rid}: still pending since {created} (older than {grace}); "
+                            "it was not settled")
+    for account_id, acc in accounts.items():
+        if int(acc.reserved_micro or 0) != held.get(account_id, 0):
+            problems.append(f"account {acc.email}: {micro_to_usd(acc.reserved_micro)} held but its pending "
+                            f"requests hold {micro_to_usd(held.get(account_id, 0))}")
     return problems
 
 

@@ -5,7 +5,7 @@ Bad input exits non-zero with one clear line on stderr (configuration errors exi
 
 from __future__ import annotations
 
-from a2agent.cli import accounts, catalog, server_db  # noqa: F401 - they register the commands
+from a2agent.cli import accounts, catalog, payments, server_db  # noqa: F401 - they register the commands
 from a2agent.cli.base import cli
 
 

@@ -43,8 +43,10 @@ def run_async(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
         upgrade_sync(settings.database_url)
 
         async def main() -> Any:
-            services = Services(settings)
+            # an operator's command (db verify on a large database) may take its time
+            services = Services(settings.replace(db_statement_timeout=0.0))
             try:
+                await services.catalog.seal_credentials()  # rows stored before sealing existed
                 return await fn(services, *args, **kwargs)
             finally:
                 await services.close()

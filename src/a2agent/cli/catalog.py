@@ -40,9 +40,13 @@ def _tuning_values(**kw: Any) -> dict[str, Any]:
 
 @channel.command("add")
 @click.argument("name")
-@click.option("--protocol", type=click.Choice(["openai", "anthropic"]), required=True)
+@click.option("--protocol", type=click.Choice(["openai", "anthropic", "responses"]), required=True,
+              help="The upstream's API: openai = Chat Completions (POST <base>/chat/completions); "
+                   "anthropic = Messages (POST <base>/v1/messages); responses = the OpenAI Responses API "
+                   "(POST <base>/responses), used only by POST /v1/responses callers, relayed as it "
+                   "comes (Chat and Messages callers are routed to the model's other channels).")
 @click.option("--base-url", required=True,
-              help="OpenAI channels include /v1; Anthropic channels do not.")
+              help="OpenAI and responses channels include /v1; Anthropic channels do not.")
 @click.option("--api-key", default=None, help="The upstream's credential.")
 @click.option("--priority", type=int, default=0, help="Higher is tried first.")
 @click.option("--weight", type=click.IntRange(min=1), default=1)
@@ -160,10 +164,13 @@ def model() -> None:
 @click.option("--cache-read-price", default=None, help="USD per 1M cache-read tokens (default: unchanged, or the input price for a new model).")
 @click.option("--cache-write-price", default=None, help="USD per 1M cache-write tokens (default: unchanged, or the input price for a new model).")
 @click.option("--context-window", type=click.IntRange(min=1), default=None)
+@click.option("--max-output", type=click.IntRange(min=1), default=None,
+              help="The upstream's largest answer in tokens: callers' max_tokens above it are lowered to it "
+                   "(e.g. Claude Code's 32000+ for an OpenAI-protocol model that allows 8192).")
 @run_async
 async def model_add(services: Services, model_id: str, channel_name: str, upstream_model: str | None,
                     input_price: str, output_price: str, cache_read_price: str | None,
-                    cache_write_price: str | None, context_window: int | None) -> None:
+                    cache_write_price: str | None, context_window: int | None, max_output: int | None) -> None:
     """Add a model, or another channel route for an existing one."""
     pin = _usd(input_price, what="input price")
     existing = {m.model_id: m for m in await services.catalog.list_models()}.get(model_id)
@@ -182,7 +189,8 @@ async def model_add(services: Services, model_id: str, channel_name: str, upstre
                                existing.prices.cache_write if existing else None),
     )
     await services.catalog.add_model(model_id, channel=channel_name, prices=prices,
-                                     upstream_model=upstream_model, context_window=context_window)
+                                     upstream_model=upstream_model, context_window=context_window,
+                                     max_output_tokens=max_output)
     click.echo(f"model {model_id} -> channel {channel_name} ({upstream_model or model_id})")
 
 
@@ -196,6 +204,7 @@ async def model_list(services: Services, as_json: bool) -> None:
         {
             "id": m.model_id,
             "context_window": m.context_window,
+            "max_output_tokens": m.max_output_tokens,
             "input_price": micro_to_usd(m.prices.input),
             "output_price": micro_to_usd(m.prices.output),
             "cache_read_price": micro_to_usd(m.prices.cache_read),

@@ -182,6 +182,7 @@ async def add_model(c: Console, request: Request, viewer: Viewer) -> Response:
             model_id, channel=form_text(form, "channel", 64), prices=_prices(form),
             upstream_model=form_text(form, "upstream_model", 200) or None,
             context_window=form_int(form, "context_window", minimum=1),
+            max_output_tokens=form_int(form, "max_output_tokens", minimum=1),
         )
     except (ValueError, NotFound) as exc:
         return await models_page(c, request, viewer, status=400, error=_message(exc),

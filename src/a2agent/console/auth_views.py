@@ -14,18 +14,24 @@ from starlette.routing import Route
 
 from a2agent.auth.accounts import Conflict, NotFound, normalize_email
 from a2agent.auth.passwords import check_password_strength, verify_password
+from a2agent.billing.money import MICRO
 from a2agent.console import queries
-from a2agent.console.core import Console, form_text
+from a2agent.console.core import Console, form_text, same_site_path
+from a2agent.console.render import usd
 from a2agent.console.session import Viewer, client_ip, wait_message
 
 BAD_LOGIN = "Email or password is incorrect."
 
 
+def signup_credit(c: Console) -> int:
+    """The operator's sign-up credit in micro-USD (0 = none)."""
+    return round(c.settings.signup_credit_usd * MICRO)
+
+
 def safe_next(value: str | None) -> str:
-    """Only same-site paths: '/x' but not '//host' or '/\\host'."""
-    if not value or not value.startswith("/") or value.startswith(("//", "/\\")):
-        return "/"
-    return value
+    """Only same-site paths: '/x' but not '//host', '/\\host' or anything a browser would
+    turn into one (control characters and whitespace are stripped by browsers)."""
+    return same_site_path(value)
 
 
 async def login_page(c: Console, request: Request, viewer: Viewer | None) -> Response:
@@ -48,7 +54,10 @@ async def login(c: Console, request: Request, viewer: Viewer | None) -> Response
                       signup_enabled=signup)
 
     ip = client_ip(request)
-    wait = max(await c.throttle.blocked("login-ip", ip), await c.throttle.blocked("login-email", email))
+    # failures count per (email, client address): guessing from one place cannot lock the
+    # account's owner out from another; each address is also limited across all emails
+    pair = f"{email}|{ip}"
+    wait = max(await c.throttle.blocked("login-ip", ip), await c.throttle.blocked("login-email", pair))
     if wait:
         return again(wait_message(wait), 429)
     try:
@@ -59,11 +68,13 @@ async def login(c: Console, request: Request, viewer: Viewer | None) -> Response
     ok = await asyncio.to_thread(verify_password, stored, password)
     if account is None or not ok:
         await c.throttle.hit("login-ip", ip)
-        await c.throttle.hit("login-email", email)
+        await c.throttle.hit("login-email", pair)
+        # a progressive delay on repeated failures slows guessing before the limit is reached
+        await asyncio.sleep(await c.throttle.failure_delay("login-email", pair))
         return again(BAD_LOGIN, 400)
     if account.suspended:
         return again("This account is suspended. Contact the administrator of this gateway.", 403)
-    await c.throttle.clear("login-email", email)
+    await c.throttle.clear("login-email", pair)
     response = c.redirect(request, nxt)
     await c.sessions.start(request, response, account.id)
     return response
@@ -73,7 +84,8 @@ async def signup_page(c: Console, request: Request, viewer: Viewer | None) -> Re
     if viewer is not None:
         return c.redirect(request, "/")
     enabled = await queries.signup_enabled(c.services.db, c.settings.signup_enabled)
-    return c.page(request, "signup.html", signup_enabled=enabled, status=200 if enabled else 403)
+    return c.page(request, "signup.html", signup_enabled=enabled, status=200 if enabled else 403,
+                  signup_credit=signup_credit(c))
 
 
 async def signup(c: Console, request: Request, viewer: Viewer | None) -> Response:
@@ -87,7 +99,7 @@ async def signup(c: Console, request: Request, viewer: Viewer | None) -> Respons
 
     def again(message: str, status: int = 400) -> Response:
         return c.page(request, "signup.html", status=status, signup_enabled=True, error=message,
-                      email=email)
+                      email=email, signup_credit=signup_credit(c))
 
     ip = client_ip(request)
     wait = await c.throttle.blocked("signup-ip", ip)
@@ -109,7 +121,13 @@ async def signup(c: Console, request: Request, viewer: Viewer | None) -> Respons
         # Without email verification this cannot be fully hidden; say as little as possible.
         return again("We could not create an account with these details. If you already have "
                      "one, sign in instead.")
-    response = c.redirect(request, "/keys", "Welcome! Create your first API key to get started.")
+    welcome = "Welcome! Create your first API key to get started."
+    credit = signup_credit(c)
+    if credit:
+        await c.services.ledger.grant(account.id, credit, "sign-up credit")
+        welcome = f"Welcome! {usd(credit)} of free credit is on your balance. Create your first " \
+                  "API key to get started."
+    response = c.redirect(request, "/keys", welcome)
     await c.sessions.start(request, response, account.id)
     return response
 

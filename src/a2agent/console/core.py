@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import functools
 from typing import Any, Awaitable, Callable
+import hashlib
+import hmac
 from urllib.parse import quote
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from a2agent.console.banner import balance_banner
 from a2agent.console.render import render_text, secure
 from a2agent.console.session import CSRF_FIELD, Sessions, Throttle, Viewer, csrf_ok, is_https
 
 FLASH_COOKIE = "a2a_flash"
+
 
 Handler = Callable[..., Awaitable[Response]]
 
@@ -34,6 +38,15 @@ class Console:
             return self.settings.public_url.rstrip("/")
         return str(request.base_url).rstrip("/")
 
+    def key_scope(self, viewer: Viewer | None) -> str:
+        """An opaque per-account name for the browser's store of remembered keys (so one
+        account never sees another's keys in a shared browser)."""
+        if viewer is None:
+            return ""
+        mac = hmac.new(self.settings.secret_key.encode(), f"key-scope:{viewer.account_id}".encode(),
+                       hashlib.sha256)
+        return mac.hexdigest()[:20]
+
     def page(self, request: Request, template: str, viewer: Viewer | None = None, *,
              status: int = 200, **context: Any) -> Response:
         anon_new = None
@@ -51,6 +64,9 @@ class Console:
             "path": request.url.path,
             "base_url": self.base_url(request),
             "flash": flash,
+            "key_scope": self.key_scope(viewer),
+            "balance_banner": balance_banner(self.settings, viewer),
+            "payments_enabled": self.settings.payments_enabled,
             **context,
         }
         response = HTMLResponse(render_text(template, ctx), status_code=status)
@@ -62,6 +78,7 @@ class Console:
 
     def redirect(self, request: Request, url: str, message: str | None = None,
                  kind: str = "ok") -> Response:
+        url = same_site_path(url)  # never a header injection, never another site
         if request.headers.get("hx-request"):
             response: Response = Response(status_code=204, headers={"hx-redirect": url})
         else:
@@ -168,3 +185,18 @@ def parse_id(raw: str | None) -> int | None:
 
 def path_int(request: Request, name: str) -> int | None:
     return parse_id(str(request.path_params.get(name, "")))
+
+
+_URL_SAFE = "/?&=#%:@!$'()*+,;~-._"
+
+
+def same_site_path(value: str | None) -> str:
+    """A redirect target on this site, percent-encoded: '/' for anything else ('//host',
+    '/\\host', schemes, control characters or whitespace that browsers strip into '//')."""
+    if not value or not value.startswith("/") or "\\" in value:
+        return "/"
+    if any(ord(ch) < 33 or ord(ch) == 127 for ch in value):
+        return "/"
+    if value.startswith("//"):
+        return "/"
+    return quote(value, safe=_URL_SAFE)

@@ -67,6 +67,14 @@ def usd_exact(micro: int | None) -> str:
     return f"{sign}${whole:,}.{frac:06d}"
 
 
+def usd_full(micro: int | None) -> str:
+    """Exact to the micro-dollar, without trailing zeros past the cents: "$5.00", "$0.001234"."""
+    value = int(micro or 0)
+    whole, frac = divmod(abs(value), 1_000_000)
+    digits = f"{frac:06d}".rstrip("0").ljust(2, "0")
+    return f"{'-' if value < 0 else ''}${whole:,}.{digits}"
+
+
 def compact(value: int | float | None) -> str:
     n = float(value or 0)
     for limit, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
@@ -125,7 +133,8 @@ def templates() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(usd=usd, num=num, compact=compact, when=when, ago=ago,
-                       per_million=per_million, plural=plural, usd_exact=usd_exact)
+                       per_million=per_million, plural=plural, usd_exact=usd_exact,
+                       usd_full=usd_full)
     env.globals.update(static=static_url)
     env.globals["ui"] = env.get_template("_macros.html").module
     return env

@@ -216,6 +216,16 @@ class Throttle:
         stats = await self._call("get_window_stats", rule, ident)
         return max(int(stats.reset_time - time.time()) + 1, 1)
 
+    async def failure_delay(self, rule: str, ident: str) -> float:
+        """Seconds to wait before answering a failure: none for the first three in the window,
+        then doubling from 0.1 s up to 3 s."""
+        try:
+            stats = await self._call("get_window_stats", rule, ident)
+        except Exception:  # noqa: BLE001 - a delay is a courtesy, never a failure
+            return 0.0
+        failures = self._items[rule].amount - stats.remaining
+        return 0.0 if failures <= 3 else min(0.1 * 2 ** (failures - 4), 3.0)
+
     async def hit(self, rule: str, ident: str) -> None:
         await self._call("hit", rule, ident)
 

@@ -12,14 +12,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from a2agent.auth.accounts import NotFound
-from a2agent.billing.ledger import CodeError
+from a2agent.billing import spend
 from a2agent.console import queries
 from a2agent.console.core import Console, form_text, page_number, parse_id, path_int
 from a2agent.console.periods import CHOICES, period_from
-from a2agent.console.session import Viewer, wait_message
+from a2agent.console.session import Viewer
 from a2agent.store.models import DailyUsage
-
-LEDGER_PER_PAGE = 25
 
 
 def chart_json(days: list[dict[str, Any]], series: list[tuple[str, str, float]], kind: str = "usd"
@@ -46,7 +44,9 @@ async def dashboard(c: Console, request: Request, viewer: Viewer) -> Response:
     month_start = end.replace(day=1)
     month = await queries.total(db, account_id=viewer.account_id, start=month_start, end=end)
     keys = await c.services.accounts.list_keys(viewer.account_id)
+    account = await c.services.accounts.get(viewer.account_id)
     return c.page(request, "dashboard.html", viewer, today=days[-1], month=month,
+                  insight=spend.insight(month["cost_micro"], end, account.spend_limit_micro),
                   last30=_sum_days(days), key_count=len(keys),
                   chart=chart_json(days, [("Spend", "cost_micro", USD)]))
 
@@ -121,38 +121,6 @@ async def usage_page(c: Console, request: Request, viewer: Viewer) -> Response:
     )
 
 
-# ---- billing -----------------------------------------------------------------------------------
-async def billing_page(c: Console, request: Request, viewer: Viewer, **extra: Any) -> Response:
-    page = page_number(request)
-    ledger = c.services.ledger
-    entries = await ledger.entries(viewer.account_id, limit=LEDGER_PER_PAGE,
-                                   offset=(page - 1) * LEDGER_PER_PAGE)
-    count = await ledger.count_entries(viewer.account_id)
-    account = await c.services.accounts.get(viewer.account_id)
-    return c.page(request, "billing.html", viewer, account=account, entries=entries, page=page,
-                  pages=max(math.ceil(count / LEDGER_PER_PAGE), 1), count=count, **extra)
-
-
-async def redeem(c: Console, request: Request, viewer: Viewer) -> Response:
-    form = await request.form()
-    code = form_text(form, "code", 100)
-    ident = str(viewer.account_id)
-    wait = await c.throttle.blocked("redeem", ident)
-    if wait:
-        return await billing_page(c, request, viewer, error=wait_message(wait), status=429)
-    if not code:
-        return await billing_page(c, request, viewer, error="Enter a code.", status=400)
-    try:
-        amount = await c.services.ledger.redeem(viewer.account_id, code)
-    except CodeError:
-        await c.throttle.hit("redeem", ident)
-        return await billing_page(c, request, viewer, code=code, status=400,
-                                  error="This code is invalid or has already been redeemed.")
-    from a2agent.console.render import usd
-
-    return c.redirect(request, "/billing", f"Code redeemed: {usd(amount)} added to your balance.")
-
-
 # ---- models and setup guide ---------------------------------------------------------------------
 async def models_page(c: Console, request: Request, viewer: Viewer) -> Response:
     models = [m for m in await c.services.catalog.list_models() if m.protocols]
@@ -179,8 +147,6 @@ def routes(c: Console) -> list[Route]:
         Route("/keys", c.user(create_key), methods=["POST"]),
         Route("/keys/{key_id}/delete", c.user(delete_key), methods=["POST"]),
         Route("/usage", c.user(usage_page), methods=["GET"]),
-        Route("/billing", c.user(billing_page), methods=["GET"]),
-        Route("/billing/redeem", c.user(redeem), methods=["POST"]),
         Route("/models", c.user(models_page), methods=["GET"]),
         Route("/docs", c.public(docs_page), methods=["GET"]),
         Route("/setup", c.public(setup_redirect), methods=["GET"]),

@@ -15,7 +15,8 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
-from a2agent.console import admin_catalog, admin_views, auth_views, public_views, user_views
+from a2agent.console import (admin_catalog, admin_views, auth_views, billing_views, public_views,
+                             user_views)
 from a2agent.console.core import Console
 from a2agent.console.render import SECURITY_HEADERS, STATIC_DIR, render_text, secure
 
@@ -61,6 +62,7 @@ def console_routes(gateway: Any) -> list[Any]:
         *auth_views.routes(console),
         *public_views.routes(console),
         *user_views.routes(console),
+        *billing_views.routes(console),
         *admin_views.routes(console),
         *admin_catalog.routes(console),
         Mount("/static", app=_SecureStatic(), name="static"),

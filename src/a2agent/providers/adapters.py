@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from a2agent.api.errors import ANTHROPIC, OPENAI, stream_error_event
+from a2agent.api.errors import ANTHROPIC, OPENAI, RESPONSES, stream_error_event
 from a2agent.providers.sse import SSEEvent
 from a2agent.translate.usage import Usage, usage_from_anthropic, usage_from_openai
 
@@ -22,17 +22,24 @@ class Adapter:
     caller: str = OPENAI
     upstream: str = OPENAI
     path: str = "/chat/completions"
+    # the adapter may hold upstream output back from the client until the answer is complete
+    # (Responses lanes: tool calls): on a broken stream the upstream's own output count then
+    # covers output the client never got, so only what the adapter counted as relayed is charged
+    withholds_output: bool = False
 
-    def __init__(self, body: dict[str, Any], *, model: str, upstream_model: str, input_estimate: int) -> None:
+    def __init__(self, body: dict[str, Any], *, model: str, upstream_model: str, input_estimate: int,
+                 max_output: int | None = None) -> None:
         self.body = body
         self.model = model
         self.upstream_model = upstream_model
         self.input_estimate = input_estimate
+        self.max_output = max_output  # the model's largest answer (catalogue), when known
         self.usage: Usage | None = None
         self.output_chars = 0  # characters of generated text/arguments relayed (for estimates)
         self.text_parts: list[str] = []  # generated text, kept in memory only, for token counting
         self.completed = False  # the upstream's terminal event was seen
         self.upstream_error: tuple[str, str] | None = None  # (type, message) of an error event
+        self.payload = b""  # the upstream request body, encoded before any channel slot is taken
 
     @property
     def stream(self) -> bool:
@@ -64,7 +71,31 @@ class Adapter:
 KEEPALIVE = {
     ANTHROPIC: b'event: ping\ndata: {"type": "ping"}\n\n',
     OPENAI: b": keep-alive\n\n",  # an SSE comment: OpenAI clients skip it
+    RESPONSES: b": keep-alive\n\n",
 }
+
+
+def clamp_max_tokens(body: dict[str, Any], limit: int | None) -> bool:
+    """Lower ``max_tokens`` / ``max_completion_tokens`` / ``max_output_tokens`` above the model's
+    maximum output to it (an upstream answers 400 otherwise); keeps a thinking budget below
+    it. True when the body changed."""
+    if not limit:
+        return False
+    changed = False
+    for name in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > limit:
+            body[name] = limit
+            changed = True
+    thinking = body.get("thinking")
+    if changed and isinstance(thinking, dict) and isinstance(thinking.get("budget_tokens"), int):
+        top = body.get("max_tokens")
+        if isinstance(top, int) and thinking["budget_tokens"] >= top:
+            if top - 1 >= 1024:
+                body["thinking"] = {**thinking, "budget_tokens": top - 1}
+            else:
+                del body["thinking"]
+    return changed
 
 
 def _text_len(value: Any) -> int:
@@ -105,6 +136,10 @@ class OpenAIPassthrough(Adapter):
     def request_body(self, raw: bytes) -> bytes:
         body = self.body
         changed = False
+        if self.max_output and any(isinstance(body.get(k), int) and body[k] > self.max_output
+                                   for k in ("max_tokens", "max_completion_tokens")):
+            body = dict(body)
+            changed = clamp_max_tokens(body, self.max_output)
         if body.get("model") != self.upstream_model:
             body = {**body, "model": self.upstream_model}
             changed = True
@@ -183,9 +218,16 @@ class AnthropicPassthrough(Adapter):
         self._start_usage: dict[str, Any] = {}
 
     def request_body(self, raw: bytes) -> bytes:
-        if self.body.get("model") == self.upstream_model:
+        pair = self.body.get("temperature") is not None and self.body.get("top_p") is not None
+        over = bool(self.max_output) and isinstance(self.body.get("max_tokens"), int) and \
+            self.body["max_tokens"] > (self.max_output or 0)
+        if self.body.get("model") == self.upstream_model and not pair and not over:
             return raw
-        return orjson.dumps({**self.body, "model": self.upstream_model})
+        body = {**self.body, "model": self.upstream_model}
+        if pair:  # recent Anthropic models refuse temperature and top_p together: temperature wins
+            del body["top_p"]
+        clamp_max_tokens(body, self.max_output)
+        return orjson.dumps(body)
 
     def on_event(self, ev: SSEEvent) -> bytes:
         name = ev.event

@@ -9,32 +9,16 @@ import orjson
 
 from a2agent.api.errors import ApiError
 from a2agent.providers.upstream import UpstreamError
-
+from a2agent.translate.walk import prompt_strings
 
 Counter = Callable[[str], int]
 
 
 def prompt_text(body: dict[str, Any]) -> str:
     """The text a model reads from a request body of either protocol (for counting only)."""
-    parts: list[str] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, str):
-            parts.append(value)
-        elif isinstance(value, list):
-            for v in value:
-                walk(v)
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                if k in ("text", "content", "system", "arguments", "name", "description", "input",
-                         "parameters", "input_schema", "thinking"):
-                    walk(v if not isinstance(v, dict) else orjson.dumps(v).decode())
-                elif k in ("function", "tool_calls"):
-                    walk(v)
-
-    walk(body.get("system"))
-    walk(body.get("messages"))
-    walk(body.get("tools"))
+    parts = prompt_strings(body.get("system"), body.get("messages"), body.get("tools"),
+                           body.get("instructions"), body.get("input"),  # responses
+                           dumps=lambda v: orjson.dumps(v).decode())
     return "\n".join(parts)
 
 
@@ -62,6 +46,10 @@ class TokenCounters:
         return max(counter(prompt_text(body)), 1), counter(output_text) if output_text else 0, "counted"
 
 
+class _NoCountEndpoint(Exception):
+    """The upstream answered 404/405 to a count: it has no count endpoint."""
+
+
 class TokenCounts:
     """``POST /v1/messages/count_tokens``: the upstream's own count for Anthropic channels."""
 
@@ -72,7 +60,13 @@ class TokenCounts:
     async def count(self, entry: Any, body: dict[str, Any], caller_headers: dict[str, str]) -> int:
         for route in entry.routes:
             if route.channel.protocol == "anthropic" and route.channel.enabled:
-                return await self._upstream_count(route, body, caller_headers)
+                try:
+                    return await self._upstream_count(route, body, caller_headers)
+                except _NoCountEndpoint:
+                    # many Anthropic-compatible upstreams have no count endpoint (404/405): our
+                    # own count beats relaying a not_found_error that reads "model not found"
+                    pass
+                break
         from a2agent.translate.tokens import count_message_tokens
 
         for route in entry.routes:  # the model's own tokenizer when the gateway has it
@@ -107,13 +101,32 @@ class TokenCounts:
             raw = await resp.read()
             resp.release()
         except UpstreamError as exc:
-            raise ApiError(502, f"Upstream {exc.message}.") from None
+            raise ApiError(504 if exc.is_timeout else 502, "The upstream could not count tokens: "
+                           f"{exc.message}.", code="upstream_timeout" if exc.is_timeout
+                           else "upstream_unavailable") from None
+        if resp.status in (404, 405):
+            raise _NoCountEndpoint  # decided on the upstream's status, before it becomes ours
         if resp.status >= 400:
-            from a2agent.routing.relay import upstream_error_message
-
-            raise ApiError(resp.status if resp.status < 500 else 502,
-                           upstream_error_message(raw) or f"Upstream HTTP {resp.status}")
+            raise _count_error(resp.status, raw, resp.headers.get("retry-after"))
         try:
             return int(orjson.loads(raw)["input_tokens"])
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             raise ApiError(502, "Upstream returned an unreadable token count.") from None
+
+
+def _count_error(status: int, raw: bytes, retry_after: str | None) -> ApiError:
+    """An upstream's refusal of a count, as our own error: the channel's credential or an
+    upstream fault is ours (502), a rate limit is a 429, the caller's mistake keeps its 4xx."""
+    from a2agent.routing.relay import upstream_error_message
+
+    if status == 429:
+        return ApiError(429, "The upstream is rate limited; retry shortly.", code="upstream_rate_limited",
+                        headers={"retry-after": retry_after} if retry_after else {})
+    if status in (401, 403) or status >= 500:
+        return ApiError(502, f"The upstream could not count tokens (HTTP {status}).", code="upstream_error",
+                        err_type="api_error")
+    from a2agent.routing.sanitize import sanitize
+
+    message = sanitize(upstream_error_message(raw) or f"HTTP {status}")
+    return ApiError(status if status in (400, 404, 413, 422) else 400, f"Upstream: {message}",
+                    code=f"upstream_{status}")

@@ -8,7 +8,12 @@ from typing import Any
 import orjson
 
 from a2agent.api.errors import ANTHROPIC, OPENAI, ApiError
-from a2agent.providers.adapters import Adapter, MalformedUpstream, collect_openai_delta
+from a2agent.providers.adapters import (
+    Adapter,
+    MalformedUpstream,
+    clamp_max_tokens,
+    collect_openai_delta,
+)
 from a2agent.providers.sse import SSEEvent
 from a2agent.routing.catalog import Route
 from a2agent.translate import (
@@ -45,9 +50,11 @@ class AnthropicViaOpenAI(Adapter):
         try:
             self.translated = messages_request_to_chat(body, upstream_model=self.upstream_model,
                                                        reasoning=reasoning)
+            clamp_max_tokens(self.translated, self.max_output)
         except TranslationError as exc:
             raise ApiError(400, str(exc), param=exc.param, code="unsupported_parameter") from None
-        self.tool_names = build_tool_name_map(body.get("tools") or [])
+        tools = body.get("tools")
+        self.tool_names = build_tool_name_map(tools if isinstance(tools, list) else [])
         stops = body.get("stop_sequences")
         self.stops = stops if isinstance(stops, list) else None
         self.sm = ChatStreamToMessages(model=self.model, input_tokens_estimate=self.input_estimate,
@@ -104,6 +111,7 @@ class OpenAIViaAnthropic(Adapter):
         super().__init__(body, **kwargs)
         try:
             self.translated = chat_request_to_messages(body, upstream_model=self.upstream_model)
+            clamp_max_tokens(self.translated, self.max_output)
         except TranslationError as exc:
             raise ApiError(400, str(exc), param=exc.param, code="unsupported_parameter") from None
         opts = body.get("stream_options")

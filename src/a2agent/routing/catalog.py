@@ -17,11 +17,12 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from a2agent.auth.accounts import Conflict, NotFound
+from a2agent.auth.sealing import CredentialBox
 from a2agent.billing.money import Prices
 from a2agent.store.db import Database, affected
 from a2agent.store.models import Channel, Model, ModelPrice, ModelRoute, StateVersion, utcnow
 
-PROTOCOLS = ("openai", "anthropic")
+PROTOCOLS = ("openai", "anthropic", "responses")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class ModelEntry:
     prices: Prices
     routes: tuple[Route, ...]
     created_at: int = 0
+    max_output_tokens: int | None = None  # the upstream's largest answer (clamps max_tokens)
 
     @property
     def protocols(self) -> list[str]:
@@ -73,13 +75,13 @@ class Snapshot:
     channels: dict[str, ChannelInfo] = field(default_factory=dict)
 
 
-def _channel_info(c: Channel) -> ChannelInfo:
+def _channel_info(c: Channel, api_key: str | None) -> ChannelInfo:
     return ChannelInfo(
         id=c.id,
         name=c.name,
         protocol=c.protocol,
         base_url=c.base_url.rstrip("/"),
-        api_key=c.api_key,
+        api_key=api_key,
         extra_headers=json.loads(c.extra_headers) if c.extra_headers else {},
         priority=c.priority,
         weight=c.weight,
@@ -113,8 +115,9 @@ async def _bump(session: AsyncSession) -> None:
 
 
 class Catalog:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, box: CredentialBox | None = None) -> None:
         self.db = db
+        self.box = box  # channel credentials sealed at rest (auth/sealing.py)
         self._snapshot = Snapshot()
         self._lock = asyncio.Lock()
 
@@ -135,7 +138,8 @@ class Catalog:
             version = await s.scalar(
                 select(StateVersion.version).where(StateVersion.name == "catalog")
             )
-            channels = {c.id: _channel_info(c) for c in (await s.scalars(select(Channel))).all()}
+            channels = {c.id: _channel_info(c, self._open(c.api_key))
+                        for c in (await s.scalars(select(Channel))).all()}
             models = (await s.scalars(select(Model).where(Model.enabled.is_(True)))).all()
             prices = {
                 p.id: p
@@ -176,6 +180,7 @@ class Catalog:
                 ),
                 routes=tuple(sorted(by_model.get(m.id, []), key=lambda r: -r.priority)),
                 created_at=int(m.created_at.timestamp()),
+                max_output_tokens=m.max_output_tokens,
             )
         return Snapshot(
             version=int(version or 0),
@@ -214,7 +219,7 @@ class Catalog:
                 name=name,
                 protocol=protocol,
                 base_url=base_url,
-                api_key=api_key,
+                api_key=self._seal(api_key),
                 priority=priority,
                 weight=weight,
                 enabled=True,
@@ -242,6 +247,8 @@ class Catalog:
             values["base_url"] = validate_base_url(str(values["base_url"]))
         if isinstance(values.get("extra_headers"), dict):
             values["extra_headers"] = json.dumps(values["extra_headers"])
+        if "api_key" in values:
+            values["api_key"] = self._seal(values["api_key"])  # type: ignore[arg-type]
         async with self.db.write() as s:
             result = await s.execute(update(Channel).where(Channel.name == name).values(**values))
             if affected(result) == 0:
@@ -249,15 +256,38 @@ class Catalog:
             await _bump(s)
 
     async def list_channels(self) -> list[Channel]:
+        """Detached rows with their credentials opened (never written back)."""
         async with self.db.read() as s:
-            return list((await s.scalars(select(Channel).order_by(Channel.id))).all())
+            channels = list((await s.scalars(select(Channel).order_by(Channel.id))).all())
+        for c in channels:
+            c.api_key = self._open(c.api_key)
+        return channels
 
     async def get_channel(self, name: str) -> Channel:
         async with self.db.read() as s:
             channel = await s.scalar(select(Channel).where(Channel.name == name))
         if channel is None:
             raise NotFound(f"no channel named {name}")
+        channel.api_key = self._open(channel.api_key)
         return channel
+
+    # ---- credentials at rest ---------------------------------------------------------------
+    def _seal(self, value: str | None) -> str | None:
+        return self.box.seal(value) if self.box is not None else value
+
+    def _open(self, value: str | None) -> str | None:
+        return self.box.open(value) if self.box is not None else value
+
+    async def seal_credentials(self) -> int:
+        """Seal credentials stored in plain text (rows from before sealing). Returns how many."""
+        if self.box is None:
+            return 0
+        async with self.db.write() as s:
+            rows = (await s.execute(select(Channel.id, Channel.api_key))).all()
+            plain = [(cid, key) for cid, key in rows if key and not self.box.is_sealed(key)]
+            for cid, key in plain:
+                await s.execute(update(Channel).where(Channel.id == cid).values(api_key=self.box.seal(key)))
+        return len(plain)
 
     async def remove_channel(self, name: str) -> None:
         async with self.db.write() as s:
@@ -279,6 +309,7 @@ class Catalog:
         context_window: int | None = None,
         priority: int | None = None,
         weight: int | None = None,
+        max_output_tokens: int | None = None,
     ) -> Model:
         """Create a model, or add another channel route to an existing one.
 
@@ -297,6 +328,8 @@ class Catalog:
                 raise ValueError(f"{label} price must not be negative")
         if context_window is not None and context_window < 1:
             raise ValueError("context window must be a positive number of tokens")
+        if max_output_tokens is not None and max_output_tokens < 1:
+            raise ValueError("max output must be a positive number of tokens")
         async with self.db.write() as s:
             ch = await s.scalar(select(Channel).where(Channel.name == channel))
             if ch is None:
@@ -308,6 +341,8 @@ class Catalog:
                 await s.flush()
             elif context_window is not None:
                 model.context_window = context_window
+            if max_output_tokens is not None:
+                model.max_output_tokens = max_output_tokens
             await self._set_price(s, model, prices)
             route = await s.scalar(
                 select(ModelRoute).where(

@@ -135,10 +135,17 @@ class ChannelHealth:
                 return True
         return False
 
-    def release(self, ch: ChannelInfo, *, ok: bool, latency: float, retry_after: str | None = None) -> None:
+    def release(self, ch: ChannelInfo, *, ok: bool, latency: float, retry_after: str | None = None,
+                counted: bool = True) -> None:
+        """Free the attempt's slot. ``counted=False``: the attempt ended for a reason that says
+        nothing about the channel (our own failure, a cancellation): no outcome is recorded
+        and the breaker does not move (a probe's turn passes to the next request)."""
         st = self.state(ch)
         if not self._wake(st):  # a queued request inherits the slot
             st.in_flight = max(st.in_flight - 1, 0)
+        if not counted:
+            st.probe_in_flight = False
+            return
         st.outcomes.append((time.monotonic(), ok, latency))
         if retry_after is not None:
             st.blocked_until = time.monotonic() + _parse_retry_after(retry_after)

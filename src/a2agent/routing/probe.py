@@ -29,6 +29,8 @@ def _request(protocol: str, model: str) -> tuple[str, bytes]:
     message = [{"role": "user", "content": "ping"}]
     if protocol == "anthropic":
         return "/v1/messages", orjson.dumps({"model": model, "max_tokens": 1, "messages": message})
+    if protocol == "responses":
+        return "/responses", orjson.dumps({"model": model, "max_output_tokens": 16, "input": "ping"})
     return "/chat/completions", orjson.dumps({"model": model, "max_tokens": 1, "messages": message})
 
 

@@ -21,10 +21,20 @@ from starlette.responses import Response, StreamingResponse
 from a2agent.api.errors import ANTHROPIC, ApiError, error_response
 from a2agent.auth.accounts import KeyPrincipal
 from a2agent.billing.ledger import Outcome, PendingRequest
+from a2agent.billing.reservation import (
+    InsufficientBalance,
+    Reservation,
+    cap_field,
+    insufficient,
+    plan_reservation,
+)
+from a2agent.billing.settlement import SettlementQueue
 from a2agent.providers.adapters import Adapter, MalformedUpstream
 from a2agent.providers.sse import SSEDecoder, SSEEvent
 from a2agent.providers.upstream import Timeouts, UpstreamError, UpstreamPool, UpstreamResponse
 from a2agent.routing.catalog import ModelEntry, Route
+from a2agent.routing.sanitize import sanitize
+from a2agent.store.faults import DependencyUnavailable
 from a2agent.translate.usage import Usage
 
 log = logging.getLogger("a2agent.relay")
@@ -50,7 +60,12 @@ class RequestContext:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     ttfb_ms: int | None = None
     route: Route | None = None  # the channel tried last (a failed request is recorded against it)
-    endpoint: str = "chat"  # chat | messages | embeddings
+    endpoint: str = "chat"  # chat | messages | embeddings | responses
+    # set by Relay.prepare, before admission: the routes from the first that can carry the
+    # request, its adapter (body translated and encoded), and the balance hold it needs
+    plan: tuple[list[Route], Adapter] | None = None
+    reservation: Reservation | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # added to a successful answer
 
     @property
     def stream(self) -> bool:
@@ -92,27 +107,56 @@ class Relay:
         self.token_counter = token_counter
         self.metrics: Any = None
         self.keepalive_seconds = KEEPALIVE_SECONDS
+        self.settlements = SettlementQueue(services.ledger, tasks.spawn,
+                                           max_size=self.settings.settlement_queue_max,
+                                           on_settled=self._settled)
 
     # ---- entry point ----------------------------------------------------------------------
+    def prepare(self, ctx: RequestContext) -> None:
+        """Everything that can fail because of the caller's body — translation, re-encoding —
+        runs here, before admission and before any channel slot is taken (400, never a
+        channel failure), and sets the balance hold the request needs."""
+        routes = self.selector.order(ctx.entry)
+        if not routes:
+            raise self._no_channel_error(ctx)
+        routes, adapter = self._first_adapter(ctx, routes)
+        ctx.plan = (routes, adapter)
+        upstream_body = getattr(adapter, "translated", None)
+        ctx.reservation = plan_reservation(
+            ctx.entry.prices, ctx.input_estimate,
+            upstream_body if isinstance(upstream_body, dict) else ctx.body,
+            default_cap=self.settings.default_max_output_tokens,
+            output=ctx.endpoint != "embeddings")
+
     async def run(self, ctx: RequestContext, release: Callable[[], None]) -> Response:
         """``release`` frees the admission slot; it is called after settlement."""
         pending = PendingRequest(
             ctx.request_id, ctx.principal.account_id, ctx.principal.key_id, ctx.entry.model_id, ctx.entry.prices
         )
         try:
-            routes = self.selector.order(ctx.entry)
-            if not routes:
-                raise self._no_channel_error(ctx)
-            # adapters validate/translate the body first: a 400 must not cost a pending record
-            routes, adapter = self._first_adapter(ctx, routes)
+            if ctx.plan is None:
+                self.prepare(ctx)
+            assert ctx.plan is not None and ctx.reservation is not None
+            routes, adapter = ctx.plan
             route = routes[0]
             await self.services.ledger.open_request(
                 pending, protocol=ctx.protocol, stream=ctx.stream, client_ip=ctx.client_ip,
                 input_estimate=ctx.input_estimate, instance_id=self.services.instance_id,
+                reserved=ctx.reservation.amount,
             )
-        except BaseException:
+        except InsufficientBalance as exc:
             release()
+            assert ctx.reservation is not None
+            raise insufficient(ctx.entry.prices, ctx.reservation, exc.available,
+                               cap_field(ctx.body)) from None
+        except BaseException as exc:
+            release()
+            # refused before any upstream call; a record that may exist anyway is closed at
+            # no cost when the database answers again
+            if isinstance(exc, DependencyUnavailable) and exc.maybe_written:
+                self.settlements.void(pending)
             raise
+        self.settlements.opened()
         try:
             resp, adapter, route = await self._connect(ctx, routes, adapter, route)
         except ApiError as err:
@@ -129,7 +173,8 @@ class Relay:
             return StreamingResponse(
                 self._stream(ctx, pending, adapter, route, resp, release),
                 media_type="text/event-stream",
-                headers={"cache-control": "no-cache", "x-request-id": ctx.request_id, **adapter.headers()},
+                headers={"cache-control": "no-cache", "x-request-id": ctx.request_id, **adapter.headers(),
+                         **ctx.headers},
             )
         return await self._complete(ctx, pending, adapter, route, resp, release)
 
@@ -156,12 +201,27 @@ class Relay:
         refused: ApiError | None = None
         for i, candidate in enumerate(routes):
             try:
-                return routes[i:], self.adapter_for(ctx, candidate)
+                return routes[i:], self._adapter(ctx, candidate)
             except ApiError as err:
                 refused = refused or err
                 _unsupported(ctx, candidate)
         assert refused is not None
         raise refused
+
+    def _adapter(self, ctx: RequestContext, route: Route) -> Adapter:
+        """The adapter for this route with the upstream body already encoded. A body the
+        translation cannot handle is the caller's: 400, whatever the exception."""
+        try:
+            adapter = self.adapter_for(ctx, route)
+            adapter.payload = adapter.request_body(ctx.raw)
+        except ApiError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - caller input of a shape the adapters do not expect
+            log.warning("request body could not be prepared for a %s channel: %s", route.channel.protocol,
+                        _describe(exc))
+            raise ApiError(400, "The request could not be prepared for this model's upstream: a field has "
+                                "an unexpected type or shape.", code="invalid_request") from None
+        return adapter
 
     # ---- connecting, with failover before the first byte ------------------------------------
     async def _connect(self, ctx: RequestContext, routes: list[Route], adapter: Adapter,
@@ -174,7 +234,7 @@ class Relay:
                 break
             if n:
                 try:
-                    route, adapter = candidate, self.adapter_for(ctx, candidate)
+                    route, adapter = candidate, self._adapter(ctx, candidate)
                 except ApiError:
                     # this channel cannot carry the request: not an attempt, and not the
                     # caller's error to report (the previous channel's failure is)
@@ -202,7 +262,7 @@ class Relay:
                 left = max(deadline - time.monotonic(), 0.001)
                 timeouts = dataclasses.replace(own, total=min(own.total, left))
             try:
-                resp = await self.pool.post(ch, adapter.path, adapter.request_body(ctx.raw),
+                resp = await self.pool.post(ch, adapter.path, adapter.payload,
                                             caller_headers=ctx.caller_headers, timeouts=timeouts)
             except UpstreamError as exc:
                 self.health.release(ch, ok=False, latency=time.perf_counter() - t0)
@@ -213,8 +273,9 @@ class Relay:
                 continue
             except BaseException:
                 # anything unexpected (or a cancellation) must not keep the channel's slot: a
-                # leaked slot lowers its concurrency for good, a leaked probe takes it out for good
-                self.health.release(ch, ok=False, latency=time.perf_counter() - t0)
+                # leaked slot lowers its concurrency for good, a leaked probe takes it out for good.
+                # It is not the channel's failure either: only upstream outcomes feed the breaker
+                self.health.release(ch, ok=False, latency=time.perf_counter() - t0, counted=False)
                 raise
             latency = time.perf_counter() - t0
             if resp.status < 400:
@@ -225,7 +286,7 @@ class Relay:
             try:
                 err = await self._upstream_status_error(ctx, resp)
             except BaseException:
-                self.health.release(ch, ok=False, latency=latency)
+                self.health.release(ch, ok=False, latency=latency, counted=False)
                 raise
             retryable = resp.status in RETRYABLE_STATUS
             # a 429 means the channel is alive but busy: Retry-After keeps it out, the breaker does not count it
@@ -246,7 +307,10 @@ class Relay:
             raw = b""
         finally:
             resp.close()
-        message = upstream_error_message(raw) or f"HTTP {resp.status}"
+        route = ctx.route
+        message = sanitize(upstream_error_message(raw) or f"HTTP {resp.status}",
+                           upstream_model=route.upstream_model if route else None, model=ctx.entry.model_id,
+                           base_url=route.channel.base_url if route else None)
         headers = {}
         if resp.status == 429:
             if ra := resp.headers.get("retry-after"):
@@ -289,7 +353,7 @@ class Relay:
             return error_response(ctx.protocol, err, ctx.request_id)
         except BaseException:
             resp.close()
-            self._release_channel(resp, ok=False)
+            self._release_channel(resp, ok=False, counted=False)  # ours (or a cancellation)
             self._settle(ctx, pending, Outcome(status="error", error_type="gateway_error", channel=ch.name,
                                                upstream_protocol=ch.protocol), release)
             raise
@@ -298,7 +362,7 @@ class Relay:
         usage, source = self._usage(ctx, adapter, route, completed=True)
         self._settle(ctx, pending, self._outcome(ctx, route, "ok", 200, usage, source), release)
         return Response(body, media_type="application/json",
-                        headers={"x-request-id": ctx.request_id, **adapter.headers()})
+                        headers={"x-request-id": ctx.request_id, **adapter.headers(), **ctx.headers})
 
     # ---- stream -----------------------------------------------------------------------------
     async def _stream(self, ctx: RequestContext, pending: PendingRequest, adapter: Adapter, route: Route,
@@ -306,6 +370,7 @@ class Relay:
         decoder = SSEDecoder()
         status, error_type = "ok", None
         handed_off = False
+        checkpoint = time.monotonic() + self.settings.stream_checkpoint_seconds
         try:
             try:
                 async for chunk in resp.chunks(heartbeat=self.keepalive_seconds):
@@ -317,6 +382,9 @@ class Relay:
                         yield out
                     if bad is not None:
                         raise bad
+                    if time.monotonic() >= checkpoint:
+                        checkpoint = time.monotonic() + self.settings.stream_checkpoint_seconds
+                        self._checkpoint(ctx, adapter)
                 out, bad = _convert(adapter, decoder.flush(), tail=True)
                 if out:
                     yield out
@@ -355,7 +423,15 @@ class Relay:
                 resp.close() if not ok else resp.release()
                 self._release_channel(resp, ok=ok or status == "upstream_error" and error_type not in (
                     "reset", "malformed_stream"))
-                usage, source = self._usage(ctx, adapter, route, completed=True) if ok else (None, "none")
+                usage: Usage | None = None
+                source = "none"
+                if ok:
+                    usage, source = self._usage(ctx, adapter, route, completed=True)
+                elif adapter.output_chars > 0:
+                    # output reached the client before the upstream failed: it is charged,
+                    # counted from what was relayed (and the input the upstream read)
+                    usage, source = self._usage(ctx, adapter, route, completed=False, relayed=True)
+                    source = "relayed_" + source
                 self._settle(ctx, pending, self._outcome(ctx, route, status, 200, usage, source, error_type),
                              release)
 
@@ -380,30 +456,59 @@ class Relay:
         self._settle(ctx, pending, self._outcome(ctx, route, "client_disconnect", 499, usage, source,
                                                  "client_disconnect"), release)
 
+    def _checkpoint(self, ctx: RequestContext, adapter: Adapter) -> None:
+        """Note on the pending record the output relayed so far (≈4 characters a token), so a
+        crash mid-stream still charges what reached the client (recovery reads it)."""
+        if adapter.output_chars:
+            self.tasks.spawn(self._note_progress(ctx.request_id, -(-adapter.output_chars // 4)),
+                             name=f"progress-{ctx.request_id}")
+
+    async def _note_progress(self, request_id: str, output_tokens: int) -> None:
+        try:
+            await self.services.ledger.note_progress(request_id, output_tokens)
+        except Exception:  # noqa: BLE001 - a missed checkpoint only weakens crash recovery
+            log.warning("could not note the progress of %s", request_id)
+
     # ---- usage and settlement ---------------------------------------------------------------
-    def _usage(self, ctx: RequestContext, adapter: Adapter, route: Route, *, completed: bool) -> tuple[Usage, str]:
-        """The upstream's own usage when it reported one; else count what we relayed."""
+    def _usage(self, ctx: RequestContext, adapter: Adapter, route: Route, *, completed: bool,
+               relayed: bool = False) -> tuple[Usage, str]:
+        """The upstream's own usage when it reported one; else count what we relayed. Never
+        raises: a failure of our counting must not keep a request from being settled.
+
+        ``relayed``: a stream that broke is charged for the output that reached the client."""
+        try:
+            return self._measured(ctx, adapter, route, completed=completed, relayed=relayed)
+        except Exception as exc:  # noqa: BLE001 - settle on the estimate instead
+            log.warning("usage of %s could not be counted: %s", ctx.request_id, _describe(exc))
+            return Usage(ctx.input_estimate, -(-adapter.output_chars // 4)), "estimate"
+
+    def _measured(self, ctx: RequestContext, adapter: Adapter, route: Route, *,
+                  completed: bool, relayed: bool = False) -> tuple[Usage, str]:
         reported = adapter.usage
         if reported is not None and completed and (reported.output_tokens or reported.input_tokens):
             return reported, "upstream"
         counted_in, counted_out, source = self.token_counter.count(
             route.channel.name, ctx.body, "".join(adapter.text_parts), adapter.output_chars, ctx.input_estimate)
         if reported is not None and (reported.input_tokens or reported.cache_read_tokens):
-            # input known from the upstream (e.g. Anthropic's message_start), output counted
-            return Usage(reported.input_tokens, max(reported.output_tokens, counted_out),
+            # input known from the upstream (e.g. Anthropic's message_start), output counted;
+            # the upstream's output count includes what an adapter held back from the client
+            out = counted_out if relayed and adapter.withholds_output else max(reported.output_tokens,
+                                                                                counted_out)
+            return Usage(reported.input_tokens, out,
                          reported.cache_read_tokens, reported.cache_write_tokens), "partial_" + source
         return Usage(counted_in, counted_out), source
 
     def _outcome(self, ctx: RequestContext, route: Route, status: str, http_status: int, usage: Usage | None,
                  source: str, error_type: str | None = None) -> Outcome:
-        u = usage if status in ("ok", "client_disconnect") and usage is not None else Usage(0, 0)
+        charged = usage is not None and (status in ("ok", "client_disconnect") or source.startswith("relayed"))
+        u = usage if charged and usage is not None else Usage(0, 0)
         return Outcome(
             status=status,
             input_tokens=u.input_tokens,
             output_tokens=u.output_tokens,
             cache_read_tokens=u.cache_read_tokens,
             cache_write_tokens=u.cache_write_tokens,
-            usage_source=source if status in ("ok", "client_disconnect") else "none",
+            usage_source=source if charged else "none",
             http_status=http_status,
             error_type=error_type,
             channel=route.channel.name,
@@ -413,12 +518,12 @@ class Relay:
             attempts=ctx.attempts,
         )
 
-    def _release_channel(self, resp: UpstreamResponse, *, ok: bool) -> None:
+    def _release_channel(self, resp: UpstreamResponse, *, ok: bool, counted: bool = True) -> None:
         slot = getattr(resp, "health_slot", None)
         if slot is not None:
             resp.health_slot = None  # type: ignore[attr-defined]
             ch, t0 = slot
-            self.health.release(ch, ok=ok, latency=time.perf_counter() - t0)
+            self.health.release(ch, ok=ok, latency=time.perf_counter() - t0, counted=counted)
 
     def _settle(self, ctx: RequestContext, pending: PendingRequest, outcome: Outcome,
                 release: Callable[[], None]) -> None:
@@ -438,19 +543,15 @@ class Relay:
                 await self.limiter.record_tokens(principal, tokens)
             except Exception:  # noqa: BLE001 - a limiter outage must not lose the charge
                 log.warning("could not record token usage for rate limits")
-            for attempt in range(5):
-                try:
-                    cost = await self.services.ledger.settle(pending, outcome)
-                    if self.metrics is not None:
-                        self.metrics.settled(pending.model, outcome.status, outcome, cost)
-                    return
-                except Exception:  # noqa: BLE001 - retried, then left for recovery
-                    if attempt == 4:
-                        log.exception("settlement of %s failed; left pending for recovery", pending.request_id)
-                        return
-                    await asyncio.sleep(0.05 * 2**attempt)
+            # while the database is away the settlement waits in the retry queue: the
+            # admission slot is released now all the same
+            await self.settlements.settle(pending, outcome)
         finally:
             release()
+
+    def _settled(self, pending: PendingRequest, outcome: Outcome, cost: int | None) -> None:
+        if self.metrics is not None:
+            self.metrics.settled(pending.model, outcome.status, outcome, cost)
 
 
 def _unsupported(ctx: RequestContext, route: Route) -> None:

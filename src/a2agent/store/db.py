@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from pathlib import Path
 from typing import Any, AsyncIterator, cast
 
@@ -22,14 +23,17 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import NullPool
 
+from a2agent.store.faults import DATABASE, classify
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def _sqlite_engine(url: str, *, writer: bool, pool_size: int) -> AsyncEngine:
+def _sqlite_engine(url: str, *, writer: bool, pool_size: int, pool_timeout: float) -> AsyncEngine:
     engine = create_async_engine(
         url,
         pool_size=1 if writer else pool_size,
         max_overflow=0,
+        pool_timeout=pool_timeout,
         connect_args={"timeout": 30, "check_same_thread": False},
     )
 
@@ -50,20 +54,52 @@ def _sqlite_engine(url: str, *, writer: bool, pool_size: int) -> AsyncEngine:
     return engine
 
 
-class Database:
-    """Owns the engines. ``read()`` for queries, ``write()`` for transactions that change data."""
+def pg_timeouts(acquire_timeout: float, statement_timeout: float) -> dict[str, Any]:
+    """asyncpg connection arguments that bound every wait: connecting, and each statement
+    (server side ``statement_timeout``; client side a little later, for a server that no
+    longer answers at all). 0 = no statement timeout."""
+    args: dict[str, Any] = {"timeout": acquire_timeout}
+    if statement_timeout > 0:
+        args["server_settings"] = {"statement_timeout": str(int(statement_timeout * 1000))}
+        args["command_timeout"] = statement_timeout + 2
+    return args
 
-    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 10) -> None:
+
+@contextlib.asynccontextmanager
+async def _outage_as_unavailable() -> AsyncIterator[None]:
+    """Driver errors that mean the database is away (including the raw socket errors the
+    drivers raise while connecting) come out as DependencyUnavailable."""
+    try:
+        yield
+    except Exception as exc:
+        err = classify(exc, DATABASE)
+        if err is None:
+            raise
+        raise err from exc
+
+
+class Database:
+    """Owns the engines. ``read()`` for queries, ``write()`` for transactions that change data.
+
+    ``acquire_timeout`` bounds the wait for a pooled connection (and for connecting);
+    ``statement_timeout`` bounds each PostgreSQL statement (0 = unbounded)."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 10,
+                 acquire_timeout: float = 5.0, statement_timeout: float = 0.0) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
             self._path = url.split(":///", 1)[1]
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-            self.write_engine = _sqlite_engine(url, writer=True, pool_size=1)
-            self.read_engine = _sqlite_engine(url, writer=False, pool_size=4)
+            _private_sqlite_file(Path(self._path))
+            self.write_engine = _sqlite_engine(url, writer=True, pool_size=1,
+                                               pool_timeout=acquire_timeout)
+            self.read_engine = _sqlite_engine(url, writer=False, pool_size=4,
+                                              pool_timeout=acquire_timeout)
         else:
             self.write_engine = create_async_engine(
-                url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True
+                url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True,
+                pool_timeout=acquire_timeout,
+                connect_args=pg_timeouts(acquire_timeout, statement_timeout),
             )
             self.read_engine = self.write_engine
         self._write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False)
@@ -72,29 +108,31 @@ class Database:
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction; commits on success, rolls back on error."""
-        async with self._write_sessions() as session, session.begin():
+        async with _outage_as_unavailable(), self._write_sessions() as session, session.begin():
             yield session
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        async with self._read_sessions() as session:
+        async with _outage_as_unavailable(), self._read_sessions() as session:
             yield session
 
     @contextlib.asynccontextmanager
     async def write_conn(self) -> AsyncIterator[AsyncConnection]:
         """Core-level transaction (cheaper than the ORM on the hot path)."""
-        async with self.write_engine.begin() as conn:
+        async with _outage_as_unavailable(), self.write_engine.begin() as conn:
             yield conn
 
     @contextlib.asynccontextmanager
     async def read_conn(self) -> AsyncIterator[AsyncConnection]:
-        async with self.read_engine.connect() as conn:
+        async with _outage_as_unavailable(), self.read_engine.connect() as conn:
             yield conn
 
-    async def ping(self) -> bool:
+    async def ping(self, timeout: float = 1.0) -> bool:
+        """Readiness: the database answers a trivial query within ``timeout`` seconds."""
         try:
-            async with self.read_engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            async with asyncio.timeout(timeout):
+                async with self.read_engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
             return True
         except Exception:  # noqa: BLE001 - readiness reports any failure as not ready
             return False
@@ -119,8 +157,17 @@ def upgrade_sync(url: str, revision: str = "head") -> None:
     from alembic import command
 
     if url.startswith("sqlite"):
-        Path(url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+        _private_sqlite_file(Path(url.split(":///", 1)[1]))
     command.upgrade(_alembic_config(url), revision)
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """A new SQLite database file is created 0600 (its directory 0700), before SQLite opens it:
+    balances, key digests and channel credentials are in it."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
 async def upgrade(url: str, revision: str = "head") -> None:

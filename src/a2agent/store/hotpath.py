@@ -20,32 +20,50 @@ import logging
 import sqlite3
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable, TypeVar
+
+from a2agent.store.faults import DATABASE, DependencyHealth, classify
 
 log = logging.getLogger("a2agent.store")
+T = TypeVar("T")
 
 LOOKUP_SQL = (
     "SELECT k.id, k.name, k.digest, a.id, a.suspended, a.balance_micro, a.rpm_limit, a.tpm_limit, "
-    "a.max_concurrency, (SELECT version FROM state_versions WHERE name = 'catalog') "
+    "a.max_concurrency, (SELECT version FROM state_versions WHERE name = 'catalog'), "
+    "a.spend_limit_micro "
     "FROM api_keys k JOIN accounts a ON a.id = k.account_id "
     "WHERE k.digest = :digest AND k.deleted_at IS NULL"
 )
 PENDING_SQL = (
     "INSERT INTO request_records (id, account_id, key_id, model, protocol, stream, status, client_ip, "
     "input_estimate, price_id, created_at, instance_id, input_tokens, output_tokens, cache_read_tokens, "
-    "cache_write_tokens, cost_micro, recovered) VALUES (:id, :account_id, :key_id, :model, :protocol, "
-    ":stream, 'pending', :client_ip, :input_estimate, :price_id, :created_at, :instance_id, 0, 0, 0, 0, 0, "
-    ":false)"
+    "cache_write_tokens, cost_micro, recovered, reserved_micro) VALUES (:id, :account_id, :key_id, :model, "
+    ":protocol, :stream, 'pending', :client_ip, :input_estimate, :price_id, :created_at, :instance_id, "
+    "0, 0, 0, 0, 0, :false, :reserved)"
 )
+# the output relayed so far by a stream still in flight (what crash recovery charges)
+PROGRESS_SQL = "UPDATE request_records SET output_tokens = :output_tokens WHERE id = :id AND settled_at IS NULL"
+# a hold on the balance for one request (billing/reservation.py): taken only when what is left
+# after the other holds covers it, in the same transaction as the pending record
+RESERVE_SQL = (
+    "UPDATE accounts SET reserved_micro = reserved_micro + :reserved "
+    "WHERE id = :account_id AND balance_micro - reserved_micro >= :reserved RETURNING id"
+)
+AVAILABLE_SQL = "SELECT balance_micro - reserved_micro FROM accounts WHERE id = :account_id"
 SETTLE_RECORD_SQL = (
     "UPDATE request_records SET status = :status, http_status = :http_status, error_type = :error_type, "
     "channel = :channel, upstream_protocol = :upstream_protocol, input_tokens = :input_tokens, "
     "output_tokens = :output_tokens, cache_read_tokens = :cache_read_tokens, "
     "cache_write_tokens = :cache_write_tokens, cost_micro = :cost_micro, price_id = :price_id, "
     "usage_source = :usage_source, attempts = :attempts, latency_ms = :latency_ms, ttfb_ms = :ttfb_ms, "
-    "settled_at = :settled_at, recovered = :recovered WHERE id = :id AND settled_at IS NULL"
+    "settled_at = :settled_at, recovered = :recovered WHERE id = :id AND settled_at IS NULL "
+    "RETURNING reserved_micro"
 )
-CHARGE_SQL = "UPDATE accounts SET balance_micro = balance_micro - :cost WHERE id = :account_id RETURNING balance_micro"
+# the charge and the release of the request's hold, in one statement
+CHARGE_SQL = (
+    "UPDATE accounts SET balance_micro = balance_micro - :cost, reserved_micro = reserved_micro - :reserved "
+    "WHERE id = :account_id RETURNING balance_micro"
+)
 LEDGER_SQL = (
     "INSERT INTO ledger_entries (account_id, kind, amount_micro, balance_after, request_id, note, created_at) "
     "VALUES (:account_id, 'charge', :amount, :balance_after, :request_id, NULL, :created_at)"
@@ -62,9 +80,21 @@ ROLLUP_SQL = (
     "cache_write_tokens = daily_usage.cache_write_tokens + excluded.cache_write_tokens, "
     "cost_micro = daily_usage.cost_micro + excluded.cost_micro"
 )
+MONTH_SPEND_SQL = (  # only for accounts with a monthly spend limit (billing.spend)
+    "SELECT COALESCE(SUM(cost_micro), 0) FROM daily_usage WHERE account_id = :account_id "
+    "AND day >= :since"
+)
 TOUCH_KEY_SQL = "UPDATE api_keys SET last_used_at = :now WHERE id = :key_id"
 
 MAX_BATCH = 256
+
+
+class HoldRefused(Exception):
+    """The account's balance less its other holds cannot cover this request's hold."""
+
+    def __init__(self, available: int) -> None:
+        super().__init__(f"available {available}")
+        self.available = available
 
 
 @dataclass(frozen=True)
@@ -115,9 +145,36 @@ class _Statements:
         self.pending = _Statement(PENDING_SQL, style)
         self.settle = _Statement(SETTLE_RECORD_SQL, style)
         self.charge = _Statement(CHARGE_SQL, style)
+        self.reserve = _Statement(RESERVE_SQL, style)
+        self.progress = _Statement(PROGRESS_SQL, style)
+        self.available = _Statement(AVAILABLE_SQL, style)
         self.ledger = _Statement(LEDGER_SQL, style)
         self.rollup = _Statement(ROLLUP_SQL, style)
         self.touch = _Statement(TOUCH_KEY_SQL, style)
+        self.month_spend = _Statement(MONTH_SPEND_SQL, style)
+
+
+class _NotWritten(Exception):
+    """A batch failed before anything could reach the database (no connection, no lock)."""
+
+
+async def _guarded(deps: DependencyHealth, op: Awaitable[T], *, write: bool = True) -> T:
+    """Run one hot-path operation; a database outage comes out as DependencyUnavailable.
+
+    Only a write that worked says the database is back: reads may work while writes cannot
+    (disk full, a lock held by another process), and the state must not flap per request."""
+    try:
+        result = await op
+    except Exception as exc:
+        err = classify(exc, DATABASE)
+        if err is None:
+            raise
+        if isinstance(exc, _NotWritten) or isinstance(exc.__cause__, _NotWritten):
+            err.maybe_written = False
+        raise deps.failed(err) from exc
+    if write:
+        deps.ok(DATABASE)
+    return result
 
 
 class _Writer:
@@ -165,8 +222,11 @@ class _Writer:
 
 
 class SQLiteHotPath:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, busy_timeout: float = 5.0, deps: DependencyHealth | None = None) -> None:
         self.path = path
+        # how long a write waits for another process's lock before the request is refused
+        self.busy_timeout = busy_timeout
+        self.deps = deps or DependencyHealth()
         self._readers = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="a2agent-sqlite-read")
         self._write_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="a2agent-sqlite-write")
         self._local = threading.local()
@@ -176,10 +236,11 @@ class SQLiteHotPath:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
             self._local.conn = conn
         return conn
 
@@ -187,31 +248,50 @@ class SQLiteHotPath:
         return self._conn().execute(self.q.lookup.sql, (digest,)).fetchone()
 
     async def lookup_key(self, digest: str) -> tuple[Any, ...] | None:
-        return await asyncio.get_running_loop().run_in_executor(self._readers, self._read, digest)
+        loop = asyncio.get_running_loop()
+        return await _guarded(self.deps, loop.run_in_executor(self._readers, self._read, digest),
+                              write=False)
+
+    def _month_spend(self, account_id: int, since: str) -> int:
+        row = self._conn().execute(self.q.month_spend.sql, (account_id, since)).fetchone()
+        return int(row[0] or 0)
+
+    async def month_spend(self, account_id: int, since: dt.date) -> int:
+        loop = asyncio.get_running_loop()
+        return await _guarded(self.deps, loop.run_in_executor(
+            self._readers, self._month_spend, account_id, since.isoformat()), write=False)
 
     async def open_request(self, values: dict[str, Any]) -> None:
         row = dict(values, created_at=_sqlite_time(values["created_at"]), stream=int(values["stream"]), false=0)
-        await self._writer.submit(("pending", row))
+        await _guarded(self.deps, self._writer.submit(("pending", row)))
 
     async def settle(self, s: Settlement) -> bool:
-        return bool(await self._writer.submit(("settle", s)))
+        return bool(await _guarded(self.deps, self._writer.submit(("settle", s))))
+
+    async def progress(self, request_id: str, output_tokens: int) -> None:
+        await self._writer.submit(("progress", {"id": request_id, "output_tokens": output_tokens}))
 
     async def _run_batch(self, ops: list[Any]) -> list[Any]:
         return await asyncio.get_running_loop().run_in_executor(self._write_thread, self._apply, ops)
 
     def _apply(self, ops: list[Any]) -> list[Any]:
-        conn = self._conn()
+        """One transaction for the batch. A local file: whatever fails is rolled back here, so a
+        failed write never has an unknown outcome."""
+        try:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")  # waits busy_timeout for another process's lock
+        except sqlite3.OperationalError as exc:  # locked by another process, disk, file
+            raise _NotWritten(str(exc)) from exc
         if len(ops) == 1:  # alone in its transaction: no savepoint needed
-            conn.execute("BEGIN IMMEDIATE")
             try:
                 result = self._apply_one(conn, *ops[0])
+                conn.execute("COMMIT")
             except Exception as exc:  # noqa: BLE001 - reported to its caller
-                conn.execute("ROLLBACK")
-                return [exc]
-            conn.execute("COMMIT")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                return [_not_written(exc)]
             return [result]
         results: list[Any] = []
-        conn.execute("BEGIN IMMEDIATE")
         try:
             for kind, op in ops:
                 conn.execute("SAVEPOINT op")
@@ -221,28 +301,39 @@ class SQLiteHotPath:
                 except Exception as exc:  # noqa: BLE001 - only this operation fails
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
-                    result = exc
+                    result = _not_written(exc)
                 results.append(result)
             conn.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):  # e.g. disk full at COMMIT: not written
+                raise _NotWritten(str(exc)) from exc
             raise
         return results
 
     def _apply_one(self, conn: sqlite3.Connection, kind: str, op: Any) -> Any:
         if kind == "pending":
+            if op["reserved"] and conn.execute(self.q.reserve.sql, self.q.reserve.args(op)).fetchone() is None:
+                row = conn.execute(self.q.available.sql, self.q.available.args(op)).fetchone()
+                raise HoldRefused(int(row[0]) if row else 0)
             conn.execute(self.q.pending.sql, self.q.pending.args(op))
+            return True
+        if kind == "progress":
+            conn.execute(self.q.progress.sql, self.q.progress.args(op))
             return True
         return self._apply_settle(conn, op)
 
     def _apply_settle(self, conn: sqlite3.Connection, s: Settlement) -> bool:
         now = _sqlite_time(s.now)
         values = dict(s.values, id=s.request_id, settled_at=now, recovered=int(s.values["recovered"]))
-        if conn.execute(self.q.settle.sql, self.q.settle.args(values)).rowcount == 0:
+        row = conn.execute(self.q.settle.sql, self.q.settle.args(values)).fetchone()
+        if row is None:
             return False
+        reserved = int(row[0] or 0)
+        if s.cost or reserved:
+            (after,) = conn.execute(self.q.charge.sql, (s.cost, reserved, s.account_id)).fetchone()
         if s.cost:
-            (after,) = conn.execute(self.q.charge.sql, (s.cost, s.account_id)).fetchone()
             conn.execute(self.q.ledger.sql, self.q.ledger.args(
                 {"account_id": s.account_id, "amount": -s.cost, "balance_after": after,
                  "request_id": s.request_id, "created_at": now}))
@@ -256,12 +347,23 @@ class SQLiteHotPath:
         self._write_thread.shutdown(wait=True)
 
 
+def _not_written(exc: Exception) -> Exception:
+    """An operation rolled back locally: its SQLite error, marked as certainly not written."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return exc
+    err = _NotWritten(str(exc))
+    err.__cause__ = exc
+    return err
+
+
 def _lock_order(item: tuple[str, Any]) -> tuple[int, int, str]:
     """Every writer (each instance's batches) takes row locks in this one order — account, then
     its key, then the roll-up row — so concurrent batches cannot deadlock on PostgreSQL."""
     kind, op = item
+    if kind == "progress":
+        return (-1, 0, "")  # only its own pending record
     if kind == "pending":
-        return (-1, 0, "")  # inserts of new rows: nothing shared to wait for
+        return (op["account_id"], -1, "")  # its hold locks the account row
     return (op.account_id, op.key_id, op.model)
 
 
@@ -274,9 +376,13 @@ def _rollup_params(s: Settlement, day: Any) -> dict[str, Any]:
 
 
 class PostgresHotPath:
-    def __init__(self, dsn: str, pool_size: int) -> None:
+    def __init__(self, dsn: str, pool_size: int, acquire_timeout: float = 5.0,
+                 statement_timeout: float = 0.0, deps: DependencyHealth | None = None) -> None:
         self.dsn = dsn
         self.pool_size = pool_size
+        self.acquire_timeout = acquire_timeout
+        self.statement_timeout = statement_timeout
+        self.deps = deps or DependencyHealth()
         self._pool: Any = None
         self._pool_lock = asyncio.Lock()
         self._writer = _Writer(self._run_batch)
@@ -288,43 +394,122 @@ class PostgresHotPath:
                 if self._pool is None:
                     import asyncpg
 
-                    self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=max(self.pool_size // 2, 2))
+                    from a2agent.store.db import pg_timeouts
+
+                    # min_size=0: connecting happens at acquire, bounded by its timeout, even
+                    # when the database is away at start
+                    self._pool = await asyncpg.create_pool(
+                        self.dsn, min_size=0, max_size=max(self.pool_size // 2, 2),
+                        **pg_timeouts(self.acquire_timeout, self.statement_timeout))
         return self._pool
 
-    async def lookup_key(self, digest: str) -> tuple[Any, ...] | None:
-        row = await (await self._get_pool()).fetchrow(self.q.lookup.sql, digest)
+    async def _lookup(self, digest: str) -> tuple[Any, ...] | None:
+        pool = await self._get_pool()
+        con = await pool.acquire(timeout=self.acquire_timeout)
+        try:
+            row = await con.fetchrow(self.q.lookup.sql, digest)
+        except BaseException:
+            con.terminate()  # see _run_batch
+            raise
+        finally:
+            await self._release(con)
         return tuple(row) if row is not None else None
 
+    async def _release(self, con: Any) -> None:
+        try:
+            await self._pool.release(con)
+        except Exception:  # noqa: BLE001 - a broken connection is dropped by the pool
+            log.debug("could not release a broken connection", exc_info=True)
+
+    async def lookup_key(self, digest: str) -> tuple[Any, ...] | None:
+        return await _guarded(self.deps, self._lookup(digest), write=False)
+
+    async def _month_spend(self, account_id: int, since: dt.date) -> int:
+        pool = await self._get_pool()
+        con = await pool.acquire(timeout=self.acquire_timeout)
+        try:
+            value = await con.fetchval(self.q.month_spend.sql, account_id, since)
+        except BaseException:
+            con.terminate()  # see _run_batch
+            raise
+        finally:
+            await self._release(con)
+        return int(value or 0)
+
+    async def month_spend(self, account_id: int, since: dt.date) -> int:
+        return await _guarded(self.deps, self._month_spend(account_id, since), write=False)
+
     async def open_request(self, values: dict[str, Any]) -> None:
-        await self._writer.submit(("pending", dict(values, false=False)))
+        await _guarded(self.deps, self._writer.submit(("pending", dict(values, false=False))))
 
     async def settle(self, s: Settlement) -> bool:
-        return bool(await self._writer.submit(("settle", s)))
+        return bool(await _guarded(self.deps, self._writer.submit(("settle", s))))
+
+    async def _connection(self) -> Any:
+        """A pooled connection, or _NotWritten: nothing of the batch reached the database."""
+        try:
+            pool = await self._get_pool()
+            return await pool.acquire(timeout=self.acquire_timeout)
+        except Exception as exc:  # noqa: BLE001 - classified by the caller
+            raise _NotWritten(type(exc).__name__) from exc
+
+    async def progress(self, request_id: str, output_tokens: int) -> None:
+        await self._writer.submit(("progress", {"id": request_id, "output_tokens": output_tokens}))
 
     async def _run_batch(self, ops: list[Any]) -> list[Any]:
-        pool = await self._get_pool()
+        con = await self._connection()
+        try:
+            return await self._apply_batch(con, ops)
+        except BaseException:
+            # a connection that failed mid-transaction is never trusted again: asyncpg may keep
+            # it in a half-finished protocol state ("another operation is in progress")
+            con.terminate()
+            raise
+        finally:
+            await self._release(con)
+
+    async def _apply_batch(self, con: Any, ops: list[Any]) -> list[Any]:
+        """One transaction, each operation in its own savepoint. When the COMMIT's answer is
+        lost with the connection, the operations' outcome is unknown: settlement is idempotent
+        per request id, so retrying it never charges twice."""
         results: list[Any] = [None] * len(ops)
-        async with pool.acquire() as con, con.transaction():
+        async with con.transaction():
             for i in sorted(range(len(ops)), key=lambda i: _lock_order(ops[i])):
                 kind, op = ops[i]
                 try:
                     async with con.transaction():  # a savepoint
                         if kind == "pending":
-                            await con.execute(self.q.pending.sql, *self.q.pending.args(op))
+                            await self._apply_pending(con, op)
+                            results[i] = True
+                        elif kind == "progress":
+                            await con.execute(self.q.progress.sql, *self.q.progress.args(op))
                             results[i] = True
                         else:
                             results[i] = await self._apply_settle(con, op)
                 except Exception as exc:  # noqa: BLE001 - only this operation fails
+                    if classify(exc, DATABASE) is not None:
+                        # a lock wait past the statement timeout, a lost connection: the rest
+                        # of the batch would wait as long, one by one; fail it as a whole
+                        raise
                     results[i] = exc
         return results
 
+    async def _apply_pending(self, con: Any, op: dict[str, Any]) -> None:
+        if op["reserved"] and await con.fetchval(self.q.reserve.sql, *self.q.reserve.args(op)) is None:
+            available = await con.fetchval(self.q.available.sql, *self.q.available.args(op))
+            raise HoldRefused(int(available or 0))
+        await con.execute(self.q.pending.sql, *self.q.pending.args(op))
+
     async def _apply_settle(self, con: Any, s: Settlement) -> bool:
         values = dict(s.values, id=s.request_id, settled_at=s.now)
-        status = await con.execute(self.q.settle.sql, *self.q.settle.args(values))
-        if status.endswith(" 0"):
+        row = await con.fetchrow(self.q.settle.sql, *self.q.settle.args(values))
+        if row is None:
             return False
+        reserved = int(row[0] or 0)
+        after = None
+        if s.cost or reserved:
+            after = await con.fetchval(self.q.charge.sql, s.cost, reserved, s.account_id)
         if s.cost:
-            after = await con.fetchval(self.q.charge.sql, s.cost, s.account_id)
             await con.execute(self.q.ledger.sql, *self.q.ledger.args(
                 {"account_id": s.account_id, "amount": -s.cost, "balance_after": after,
                  "request_id": s.request_id, "created_at": s.now}))
@@ -341,8 +526,10 @@ class PostgresHotPath:
 HotPath = SQLiteHotPath | PostgresHotPath
 
 
-def make_hotpath(url: str, pool_size: int) -> HotPath:
+def make_hotpath(url: str, pool_size: int, *, acquire_timeout: float = 5.0,
+                 statement_timeout: float = 0.0, deps: DependencyHealth | None = None) -> HotPath:
     """``url`` is the SQLAlchemy URL (sqlite+aiosqlite:///… or postgresql+asyncpg://…)."""
     if url.startswith("sqlite"):
-        return SQLiteHotPath(url.split(":///", 1)[1])
-    return PostgresHotPath("postgresql:" + url.split(":", 1)[1], pool_size)
+        return SQLiteHotPath(url.split(":///", 1)[1], acquire_timeout, deps)
+    return PostgresHotPath("postgresql:" + url.split(":", 1)[1], pool_size, acquire_timeout,
+                           statement_timeout, deps)

@@ -65,9 +65,12 @@ class Account(Base):
     role: Mapped[str] = mapped_column(String(16), default="user")  # user | admin
     suspended: Mapped[bool] = mapped_column(Boolean, default=False)
     balance_micro: Mapped[int] = mapped_column(BigInteger, default=0)
+    # held for requests in flight (billing/reservation.py); released when each is settled
+    reserved_micro: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     rpm_limit: Mapped[int | None] = mapped_column(Integer)
     tpm_limit: Mapped[int | None] = mapped_column(Integer)
     max_concurrency: Mapped[int | None] = mapped_column(Integer)
+    spend_limit_micro: Mapped[int | None] = mapped_column(BigInteger)  # per calendar month (UTC)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -118,6 +121,7 @@ class Model(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_id: Mapped[str] = mapped_column(String(200), unique=True)
     context_window: Mapped[int | None] = mapped_column(Integer)
+    max_output_tokens: Mapped[int | None] = mapped_column(Integer)  # clamps callers' max_tokens
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     price_id: Mapped[int | None] = mapped_column(Integer)  # current row in model_prices
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -150,7 +154,9 @@ class ModelRoute(Base):
 
 
 class LedgerEntry(Base):
-    """Append-only. kind: topup | charge | adjustment | refund | redeem."""
+    """Append-only. kind: topup | charge | adjustment | refund | redeem | payment | grant.
+    ``payment`` / ``refund`` entries of card payments point to their ``payments`` row and carry
+    the Stripe object id in ``reference``."""
 
     __tablename__ = "ledger_entries"
     __table_args__ = (Index("ix_ledger_account_id", "account_id", "id"),)
@@ -162,7 +168,31 @@ class LedgerEntry(Base):
     balance_after: Mapped[int] = mapped_column(BigInteger)
     request_id: Mapped[str | None] = mapped_column(String(40), unique=True)
     note: Mapped[str | None] = mapped_column(String(500))
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
+    reference: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Payment(Base):
+    """One Stripe Checkout Session this gateway created. The unique session id and the
+    conditional ``open → paid`` transition make crediting happen once per session."""
+
+    __tablename__ = "payments"
+    __table_args__ = (Index("ix_payments_account", "account_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    stripe_session_id: Mapped[str] = mapped_column(String(255), unique=True)
+    stripe_payment_intent: Mapped[str | None] = mapped_column(String(255), index=True)
+    stripe_charge: Mapped[str | None] = mapped_column(String(255), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # open | processing | paid | failed | expired
+    requested_micro: Mapped[int] = mapped_column(BigInteger)  # what the account asked for
+    amount_micro: Mapped[int] = mapped_column(BigInteger, default=0)  # credited (Stripe's total)
+    refunded_micro: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(8), default="usd")
+    method: Mapped[str | None] = mapped_column(String(120))  # e.g. "visa •••• 4242"
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    paid_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class RequestRecord(Base):
@@ -193,6 +223,7 @@ class RequestRecord(Base):
     cache_write_tokens: Mapped[int] = mapped_column(Integer, default=0)
     input_estimate: Mapped[int] = mapped_column(Integer, default=0)
     cost_micro: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved_micro: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # the hold
     price_id: Mapped[int | None] = mapped_column(Integer)
     usage_source: Mapped[str | None] = mapped_column(String(48))
     attempts: Mapped[str | None] = mapped_column(Text)  # JSON list: channel, outcome, latency

@@ -1,7 +1,10 @@
-"""Pure Anthropic Messages ⇄ OpenAI Chat Completions translation (no I/O).
+"""Pure Chat Completions ⇄ Anthropic Messages ⇄ OpenAI Responses translation (no I/O).
 
 Modules: ``anthropic_to_openai`` (Anthropic caller, OpenAI upstream),
-``openai_to_anthropic`` (OpenAI caller, Anthropic upstream), ``usage``,
+``openai_to_anthropic`` (OpenAI caller, Anthropic upstream), ``responses_to_chat`` and
+``chat_stream_to_responses`` (Responses caller, Chat upstream), ``responses_to_messages`` and
+``messages_stream_to_responses`` (Responses caller, Anthropic upstream), ``responses_items`` and
+``responses_stream`` (their shared tools map, items and event writer), ``usage``,
 ``tokens`` (count_tokens emulation), ``toolnames``, ``sse``, ``errors``.
 """
 

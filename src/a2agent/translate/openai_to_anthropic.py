@@ -15,12 +15,14 @@ Request choices (beyond those in ``_o2a_content``):
   translator's ``include_usage`` takes its place), tool ``strict``.
 * ``max_tokens``: ``max_completion_tokens``, else ``max_tokens``, else
   ``default_max_tokens`` (Anthropic requires one).
-* ``temperature`` is clamped to Anthropic's 0–1; ``temperature``/``top_p`` are
-  dropped when thinking is on (Anthropic rejects them then).
+* ``temperature`` is clamped to Anthropic's 0–1; ``top_p`` is sent only without
+  ``temperature`` (recent Anthropic models refuse the pair); both are dropped when
+  thinking is on (Anthropic rejects them then).
 * ``reasoning_effort`` → ``thinking`` budget (minimal 1024, low 2048, medium
   8192, high 16384, xhigh 32768; ``none`` → no thinking). Without an explicit
-  max, ``max_tokens`` grows by the budget; with one, the budget is capped below
-  it, and a max too small for the 1024 minimum is a :class:`TranslationError`.
+  max, ``max_tokens`` grows by the budget; with one, the budget is capped so that
+  up to 4096 tokens (half of a small max) are left for the answer, and a max too
+  small for the 1024 minimum is a :class:`TranslationError`.
   ``adaptive_thinking=True`` (newer Claude models) sends ``{"type":"adaptive"}``
   plus ``output_config.effort`` instead (the caller adds the effort beta header).
 * ``response_format`` ``json_object``/``json_schema`` → an instruction appended
@@ -45,6 +47,7 @@ __all__ = ["MessagesStreamToChat", "chat_request_to_messages", "messages_respons
 
 THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768}
 MIN_THINKING_BUDGET = 1024
+ANSWER_ROOM = 4096  # tokens kept for the answer below a caller's max_tokens
 JSON_OBJECT_INSTRUCTION = "Respond with a single valid JSON object and nothing else."
 JSON_SCHEMA_INSTRUCTION = (
     "Respond with a single JSON value that conforms to this JSON Schema, and nothing else:\n"
@@ -121,7 +124,7 @@ def _max_tokens_and_thinking(
     if effort is None or effort == "none":
         out["max_tokens"] = explicit if explicit is not None else default
         return False
-    if effort not in THINKING_BUDGETS:
+    if not isinstance(effort, str) or effort not in THINKING_BUDGETS:
         raise TranslationError(f"reasoning_effort {effort!r} is not supported", "reasoning_effort")
     if adaptive:
         out["max_tokens"] = explicit if explicit is not None else default
@@ -132,7 +135,10 @@ def _max_tokens_and_thinking(
     if explicit is None:
         out["max_tokens"] = default + budget
     else:
-        budget = min(budget, explicit - 1)
+        # leave room for the answer: up to 4096 tokens (half of a small max), never below the
+        # minimum budget while the max allows one
+        room = min(ANSWER_ROOM, explicit // 2)
+        budget = min(budget, max(explicit - room, MIN_THINKING_BUDGET), explicit - 1)
         if budget < MIN_THINKING_BUDGET:
             raise TranslationError(
                 f"max_tokens must be greater than {MIN_THINKING_BUDGET} when reasoning_effort is set",
@@ -152,8 +158,8 @@ def _sampling(body: dict[str, Any], out: dict[str, Any], thinking_on: bool) -> N
     if not thinking_on:
         if (temperature := _number(body.get("temperature"))) is not None:
             out["temperature"] = min(max(temperature, 0), 1)
-        if (top_p := _number(body.get("top_p"))) is not None:
-            out["top_p"] = top_p
+        if (top_p := _number(body.get("top_p"))) is not None and "temperature" not in out:
+            out["top_p"] = top_p  # never both: recent Anthropic models refuse the pair
         if isinstance(body.get("top_k"), int) and not isinstance(body.get("top_k"), bool):
             out["top_k"] = body["top_k"]
     stop = body.get("stop")

@@ -27,6 +27,7 @@ from typing import Any
 
 from ._json import as_obj, dumps
 from .errors import TranslationError
+from .walk import MAX_JSON_DEPTH
 
 IMAGE_TOKENS = 1600
 PDF_PAGE_TOKENS = 1500
@@ -54,15 +55,15 @@ class _Tally:
         if isinstance(value, str) and value:
             self.texts.append(value)
 
-    def content(self, content: Any) -> None:
+    def content(self, content: Any, depth: int = 0) -> None:
         if isinstance(content, str):
             self.text(content)
-        elif isinstance(content, list):
+        elif isinstance(content, list) and depth < MAX_JSON_DEPTH:
             for block in content:
                 if isinstance(block, dict):
-                    self.block(block)
+                    self.block(block, depth + 1)
 
-    def block(self, block: dict[str, Any]) -> None:
+    def block(self, block: dict[str, Any], depth: int = 0) -> None:
         kind = block.get("type")
         if kind == "text":
             self.text(block.get("text"))
@@ -72,19 +73,19 @@ class _Tally:
             self.text(block.get("name"))
             self.text(dumps(block.get("input") or {}))
         elif isinstance(kind, str) and kind.endswith("tool_result"):
-            self.content(block.get("content"))
+            self.content(block.get("content"), depth + 1)
         elif kind == "image":
             self.fixed += IMAGE_TOKENS
         elif kind == "document":
-            self.document(block)
+            self.document(block, depth)
 
-    def document(self, block: dict[str, Any]) -> None:
+    def document(self, block: dict[str, Any], depth: int = 0) -> None:
         source = as_obj(block.get("source"))
         self.text(block.get("title"))
         if source.get("type") == "text":
             self.text(source.get("data"))
         elif source.get("type") == "content":
-            self.content(source.get("content"))
+            self.content(source.get("content"), depth + 1)
         elif source.get("type") == "base64" and isinstance(source.get("data"), str):
             self.fixed += PDF_PAGE_TOKENS * pdf_page_count(source["data"])
         else:

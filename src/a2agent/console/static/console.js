@@ -1,12 +1,27 @@
 /* A2Agent console behaviour. Loaded as a static file (the CSP forbids inline scripts).
  *
- * Keys created in this browser are kept in localStorage under "a2agent.keys" (id -> value)
- * so "Copy Connection Info" can include them. They are never sent back to the server.
+ * Keys created in this browser are kept in localStorage under "a2agent.keys.<scope>" (id ->
+ * value), one store per signed-in account, so "Copy Connection Info" can include them. They are
+ * never sent back to the server, and every store is cleared at sign-out.
  */
 (function () {
   "use strict";
 
-  var STORE = "a2agent.keys";
+  var PREFIX = "a2agent.keys";
+  var STORE = PREFIX + "." + (document.body.getAttribute("data-key-scope") || "anonymous");
+
+  function clearKeyStores() {
+    try {
+      for (var i = window.localStorage.length - 1; i >= 0; i--) {
+        var name = window.localStorage.key(i);
+        if (name && name.indexOf(PREFIX) === 0) window.localStorage.removeItem(name);
+      }
+    } catch (e) { /* storage off */ }
+  }
+  document.addEventListener("submit", function (ev) {
+    var form = ev.target;
+    if (form && form.getAttribute && form.getAttribute("action") === "/logout") clearKeyStores();
+  }, true);
 
   // ---- browser key store ------------------------------------------------------------------
   function loadKeys() {

@@ -188,7 +188,7 @@ class PgCount:
         await self.conn.close()
 
 
-async def wait_settled(records: SqliteCount | PgCount, expected: int, timeout: float = 90.0) -> float:
+async def wait_settled(records: SqliteCount | PgCount, expected: int, timeout: float = 45.0) -> float:
     t0 = time.monotonic()
     while True:
         n = (await records.settled())[0]

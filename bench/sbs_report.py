@@ -141,7 +141,8 @@ def render(report: dict) -> str:
 
 
 def failures(res: dict) -> list[str]:
-    out = []
+    out = [f"{x['side']} {x['point']}: {x['settled']} of {x['expected']} records settled 45 s after the round"
+           for x in res.get("settle_shortfalls", [])]
     for side, m in res["money"].items():
         if not m["records_match"]:
             out.append(f"{side}: {m['settled_records']} settled records for {m['requests_sent']} requests sent")

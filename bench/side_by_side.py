@@ -123,6 +123,7 @@ class Bench:
         self.skipped: dict[str, str] = {}
         self.stream_events: dict[str, int] = {}
         self.only: set[str] | None = None  # --lanes
+        self.shortfalls: list[dict] = []  # rounds whose records were not all settled in time
 
     def url(self, side: str) -> str:
         return self.direct_url if side == "direct" else self.procs[side].url
@@ -171,7 +172,12 @@ class Bench:
         proc = self.procs.get(side)
         if proc is not None and proc.records is not None:
             proc.sent += res["sent"]
-            await sp.wait_settled(proc.records, proc.sent)
+            try:
+                await sp.wait_settled(proc.records, proc.sent)
+            except TimeoutError as exc:  # counted again at the end (after a graceful stop)
+                print(f"    {side} {point}: {exc}", flush=True)
+                self.shortfalls.append({"point": point, "side": side, "expected": proc.sent,
+                                        "settled": (await proc.records.settled())[0]})
         if measured:
             d = self.delta(a, self.clocks())
             self.windows.append({"point": point, "side": side, "wall_s": time.monotonic() - t0,
@@ -274,7 +280,7 @@ class Bench:
         await self.idle_window()
         for proc in self.procs.values():
             proc.refresh()
-        return {"lanes": self.lanes, "skipped_lanes": self.skipped, "stream_events_direct": self.stream_events,
+        return {"lanes": self.lanes, "skipped_lanes": self.skipped, "settle_shortfalls": self.shortfalls, "stream_events_direct": self.stream_events,
                 "idle_cpu_rate": {k: [round(x, 5) for x in v] for k, v in self.idle.items()},
                 "peak_rss_mib": {s: p.rss() for s, p in self.procs.items()}, "points": points}
 

@@ -102,6 +102,7 @@ class Proc:
     stop_fn: object = None
     records: object = None  # SqliteCount | PgCount for gateways
     sent: int = 0  # gateway requests sent (warm-ups and checks included)
+    missing: int = 0  # records still missing when a round's wait gave up (see settle_shortfalls)
     pids: list[int] = field(default_factory=list)
 
     def refresh(self) -> None:

@@ -59,14 +59,15 @@ def thread_cpu(pid: int) -> dict[int, tuple[float, float]]:
     return out
 
 
-def spawn_upstream(cpus: set[int] | None = None) -> RemoteUpstream:
-    """The fast scripted upstream in its own process (no request recording)."""
+def spawn_upstream(cpus: set[int] | None = None, *args: str) -> RemoteUpstream:
+    """The fast scripted upstream in its own process (no request recording); `args` are
+    extra command-line options (e.g. --text)."""
     if cpus is None:
-        return RemoteUpstream.spawn("--no-record")
+        return RemoteUpstream.spawn("--no-record", *args)
     mine = os.sched_getaffinity(0)
     os.sched_setaffinity(0, cpus)  # the child inherits the mask
     try:
-        return RemoteUpstream.spawn("--no-record")
+        return RemoteUpstream.spawn("--no-record", *args)
     finally:
         os.sched_setaffinity(0, mine)
 
@@ -75,8 +76,9 @@ class CliError(RuntimeError):
     pass
 
 
-def cli(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, A2AGENT_DATA_DIR=str(data_dir))
+def cli(data_dir: Path, *args: str, check: bool = True,
+        env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, A2AGENT_DATA_DIR=str(data_dir), **(env_extra or {}))
     proc = subprocess.run([sys.executable, "-m", "a2agent.cli", *args], env=env, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=120)
     if check and proc.returncode != 0:
@@ -84,19 +86,23 @@ def cli(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedP
     return proc
 
 
-def prepare(data_dir: Path, upstream: RemoteUpstream) -> str:
+def prepare(data_dir: Path, upstream: RemoteUpstream, env_extra: dict[str, str] | None = None) -> str:
     """Account with a large balance, an OpenAI and an Anthropic channel, a model on each, and
-    a key; returns the key."""
-    cli(data_dir, "db", "upgrade")
-    cli(data_dir, "user", "create", EMAIL, "--password", PASSWORD, "--balance", "1000000")
-    cli(data_dir, "channel", "add", "up", "--protocol", "openai", "--base-url", upstream.openai_base)
-    cli(data_dir, "channel", "add", "up-anthropic", "--protocol", "anthropic",
+    a key; returns the key. `env_extra` (e.g. A2AGENT_DATABASE_URL) applies to every step."""
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return cli(data_dir, *args, env_extra=env_extra)
+
+    run("db", "upgrade")
+    run("user", "create", EMAIL, "--password", PASSWORD, "--balance", "1000000")
+    run("channel", "add", "up", "--protocol", "openai", "--base-url", upstream.openai_base)
+    run("channel", "add", "up-anthropic", "--protocol", "anthropic",
         "--base-url", upstream.anthropic_base)
-    cli(data_dir, "model", "add", OPENAI_MODEL, "--channel", "up", "--upstream-model", "gpt-4o-mini",
+    run("model", "add", OPENAI_MODEL, "--channel", "up", "--upstream-model", "gpt-4o-mini",
         "--input-price", "1", "--output-price", "2")
-    cli(data_dir, "model", "add", ANTHROPIC_MODEL, "--channel", "up-anthropic",
+    run("model", "add", ANTHROPIC_MODEL, "--channel", "up-anthropic",
         "--upstream-model", "claude-sonnet-4-5", "--input-price", "3", "--output-price", "15")
-    out = cli(data_dir, "key", "create", EMAIL).stdout.strip().splitlines()
+    out = run("key", "create", EMAIL).stdout.strip().splitlines()
     if not out:
         raise CliError("a2agent key create printed nothing")
     return out[-1].strip()
@@ -127,18 +133,19 @@ class Gateway:
 
 
 def start_gateway(data_dir: Path, cpus: set[int] | None = None, timeout: float = 60.0, *,
-                  launcher: list[str] | None = None, extra_env: dict[str, str] | None = None) -> Gateway:
+                  launcher: list[str] | None = None, extra_env: dict[str, str] | None = None,
+                  serve_args: list[str] | None = None, log_name: str = "gateway.log") -> Gateway:
     """`a2agent serve` (or `launcher` + the same arguments) on a free loopback port, waited
     for until /readyz answers 200."""
     port = free_port()
     env = dict(os.environ, A2AGENT_DATA_DIR=str(data_dir), A2AGENT_ACCOUNT_MAX_CONCURRENCY="0",
                A2AGENT_LOCAL_MODEL="false", **(extra_env or {}))
-    log_path = data_dir / "gateway.log"
+    log_path = data_dir / log_name
     log = open(log_path, "wb")
     preexec = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     proc = subprocess.Popen(
         [*(launcher or [sys.executable, "-m", "a2agent.cli"]), "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--no-local-model"],
+         "--no-local-model", *(serve_args or [])],
         env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec,
     )
     log.close()

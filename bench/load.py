@@ -56,7 +56,7 @@ async def check(sess: aiohttp.ClientSession, t: Target) -> None:
             raise RuntimeError(f"{t.name} {t.url}: not an event stream: {raw[:300]!r}")
         return
     data = orjson.loads(raw)
-    if not ("choices" in data or "content" in data):
+    if not ("choices" in data or "content" in data or "output" in data):
         raise RuntimeError(f"{t.name} {t.url}: unexpected answer: {raw[:300]!r}")
 
 

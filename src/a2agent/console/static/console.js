@@ -246,7 +246,9 @@
         label: s.label, stroke: color, width: 2, points: { show: false }
       });
     });
-    var axisStyle = { stroke: "#667085", grid: { stroke: "#eef0f3", width: 1 }, ticks: { show: false }, font: "12px Inter, sans-serif" };
+    // grid lines in the theme's border colour, so they stay faint in dark mode too
+    var gridColor = getComputedStyle(document.documentElement).getPropertyValue("--border").trim() || "#eef0f3";
+    var axisStyle = { stroke: "#667085", grid: { stroke: gridColor, width: 1 }, ticks: { show: false }, font: "12px Inter, sans-serif" };
     var height = 240;
     var opts = {
       width: Math.max(el.clientWidth, 200), height: height,

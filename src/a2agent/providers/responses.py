@@ -17,6 +17,7 @@ from a2agent.providers.adapters import (
     collect_openai_delta,
 )
 from a2agent.providers.sse import SSEEvent
+from a2agent.providers.translating import loads_event, refused
 from a2agent.routing.catalog import Route
 from a2agent.translate import TranslationError
 from a2agent.translate.chat_stream_to_responses import ChatStreamToResponses
@@ -35,17 +36,6 @@ from a2agent.translate.usage import Usage, usage_from_openai
 KEEPALIVE = b": keep-alive\n\n"  # an SSE comment: Codex and the SDKs skip it
 
 
-def _loads(data: bytes) -> Any:
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise MalformedUpstream("upstream sent a malformed stream event") from None
-
-
-def _refused(exc: TranslationError) -> ApiError:
-    return ApiError(400, str(exc), param=exc.param, code="unsupported_parameter")
-
-
 class _TranslatedResponses(Adapter):
     """What the two translation lanes share: the stream's output is counted from what the
     Responses writer handed to the client (``output_chars`` / ``text_parts``), not from what
@@ -54,6 +44,10 @@ class _TranslatedResponses(Adapter):
     caller = RESPONSES
     withholds_output = True
     writer: ResponsesWriter
+    translated: dict[str, Any]  # the upstream request, translated once at construction
+
+    def request_body(self, raw: bytes) -> bytes:
+        return orjson.dumps(self.translated)
 
     def _relay(self, events: list[Event]) -> bytes:
         self.text_parts = self.writer.relayed
@@ -76,12 +70,9 @@ class ResponsesViaChat(_TranslatedResponses):
             self.translated, self.tool_map = responses_request_to_chat(
                 body, upstream_model=self.upstream_model, reasoning=reasoning, max_output=self.max_output)
         except TranslationError as exc:
-            raise _refused(exc) from None
+            raise refused(exc) from None
         self.sm = ChatStreamToResponses(body, model=self.model, tool_map=self.tool_map)
         self.writer = self.sm.w
-
-    def request_body(self, raw: bytes) -> bytes:
-        return orjson.dumps(self.translated)
 
     def on_event(self, ev: SSEEvent) -> bytes:
         if not ev.data:
@@ -89,7 +80,7 @@ class ResponsesViaChat(_TranslatedResponses):
         if ev.data == b"[DONE]":
             self.completed = True
             return b""
-        chunk = _loads(ev.data)
+        chunk = loads_event(ev.data)
         if not isinstance(chunk, dict):
             return b""
         if isinstance(chunk.get("error"), dict) and not chunk.get("choices"):
@@ -130,17 +121,14 @@ class ResponsesViaMessages(_TranslatedResponses):
             self.translated, self.tool_map = responses_request_to_messages(
                 body, upstream_model=self.upstream_model, reasoning=reasoning, max_output=self.max_output)
         except TranslationError as exc:
-            raise _refused(exc) from None
+            raise refused(exc) from None
         self.sm = MessagesStreamToResponses(body, model=self.model, tool_map=self.tool_map)
         self.writer = self.sm.w
-
-    def request_body(self, raw: bytes) -> bytes:
-        return orjson.dumps(self.translated)
 
     def on_event(self, ev: SSEEvent) -> bytes:
         if ev.event is None or not ev.data or ev.event == "ping":
             return b""
-        data = _loads(ev.data)
+        data = loads_event(ev.data)
         if not isinstance(data, dict):
             return b""
         if ev.event == "error":
@@ -225,7 +213,7 @@ class ResponsesPassthrough(Adapter):
         head = data[:60]
         if any(t in head for t in TERMINAL) or (ev.event or "") == "error" or b'"type":"error"' in head \
                 or b'"type": "error"' in head:
-            event = _loads(data)
+            event = loads_event(data)
             if not isinstance(event, dict):
                 return ev.raw
             kind = event.get("type")

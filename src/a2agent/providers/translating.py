@@ -31,11 +31,17 @@ from a2agent.translate import (
 from a2agent.translate.sse import OPENAI_DONE, anthropic_sse_many, openai_sse_many
 
 
-def _loads(data: bytes) -> Any:
+def loads_event(data: bytes) -> Any:
+    """One upstream SSE event's JSON; a malformed one is the upstream's fault."""
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         raise MalformedUpstream("upstream sent a malformed stream event") from None
+
+
+def refused(exc: TranslationError) -> ApiError:
+    """A request the translation cannot carry: the caller's 400, never the channel's fault."""
+    return ApiError(400, str(exc), param=exc.param, code="unsupported_parameter")
 
 
 class AnthropicViaOpenAI(Adapter):
@@ -52,7 +58,7 @@ class AnthropicViaOpenAI(Adapter):
                                                        reasoning=reasoning)
             clamp_max_tokens(self.translated, self.max_output)
         except TranslationError as exc:
-            raise ApiError(400, str(exc), param=exc.param, code="unsupported_parameter") from None
+            raise refused(exc) from None
         tools = body.get("tools")
         self.tool_names = build_tool_name_map(tools if isinstance(tools, list) else [])
         stops = body.get("stop_sequences")
@@ -69,7 +75,7 @@ class AnthropicViaOpenAI(Adapter):
         if ev.data == b"[DONE]":
             self.completed = True
             return b""
-        chunk = _loads(ev.data)
+        chunk = loads_event(ev.data)
         if not isinstance(chunk, dict):
             return b""
         if isinstance(chunk.get("error"), dict) and not chunk.get("choices"):
@@ -113,7 +119,7 @@ class OpenAIViaAnthropic(Adapter):
             self.translated = chat_request_to_messages(body, upstream_model=self.upstream_model)
             clamp_max_tokens(self.translated, self.max_output)
         except TranslationError as exc:
-            raise ApiError(400, str(exc), param=exc.param, code="unsupported_parameter") from None
+            raise refused(exc) from None
         opts = body.get("stream_options")
         include_usage = bool(isinstance(opts, dict) and opts.get("include_usage"))
         self.sm = MessagesStreamToChat(model=self.model, include_usage=include_usage)
@@ -124,7 +130,7 @@ class OpenAIViaAnthropic(Adapter):
     def on_event(self, ev: SSEEvent) -> bytes:
         if ev.event is None or not ev.data or ev.event == "ping":
             return b""
-        data = _loads(ev.data)
+        data = loads_event(ev.data)
         if not isinstance(data, dict):
             return b""
         if ev.event == "error":
